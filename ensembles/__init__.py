@@ -1,0 +1,1 @@
+"""nnft.ensembles (being written)."""

@@ -1,0 +1,1 @@
+"""nnft.observables (being written)."""
