@@ -1,1 +1,21 @@
-"""nnft.ensembles (being written)."""
+"""nnft.ensembles: network architectures, their kernels, and the generation engine.
+
+Imports point one way: this package uses nnft.lattice and never nnft.observables.
+"""
+from .specs import (ActivationNet, ContinuumCosNet, CorrelatedNet, DeepMLP, ErfNet, GaussianCosNet,
+                    GaussNet, LatticeCosNet, ReLUNet, Spec, TanhNet, spec_from_dict, spec_from_json,
+                    ARCHITECTURES)
+from .activations import NAMED as ACTIVATIONS
+from .kernels import gp_kernel, neuron_moment, continuum_propagator
+from .params import draw_params
+from .evaluate import evaluate
+from .spectral import lattice_cos_spectral
+from .engine import chunk_fields, generate, generate_distributed, make_chunk_function
+
+__all__ = [
+    "Spec", "GaussNet", "ErfNet", "ReLUNet", "TanhNet", "ActivationNet", "DeepMLP",
+    "GaussianCosNet", "ContinuumCosNet", "LatticeCosNet", "CorrelatedNet", "spec_from_dict",
+    "spec_from_json", "ARCHITECTURES", "ACTIVATIONS", "gp_kernel", "neuron_moment",
+    "continuum_propagator", "draw_params", "evaluate", "lattice_cos_spectral", "chunk_fields",
+    "generate", "generate_distributed", "make_chunk_function",
+]

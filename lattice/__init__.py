@@ -11,6 +11,9 @@ from .store import FieldStore, StoreError, StoreMismatchError
 from .sampling import chunk_bounds, fill_store, progress_bar, run_chunks, stream_chunks
 from .free_field import (effective_mass_exact, free_field_chunk, free_field_exact,
                          free_propagator, free_propagator_momentum, sample_free_field)
+from .actions import CONVENTIONS, Phi4Action, convert_couplings, field_scale, free_action
+from .mcmc import (HMC, ChainResult, Metropolis, load_chain_diagnostics, run_chain,
+                   tune_step_size)
 
 __all__ = [
     "array_module", "backend_name", "cuda_available", "get_xp", "to_numpy",
@@ -20,4 +23,6 @@ __all__ = [
     "chunk_bounds", "fill_store", "progress_bar", "run_chunks", "stream_chunks",
     "effective_mass_exact", "free_field_chunk", "free_field_exact", "free_propagator",
     "free_propagator_momentum", "sample_free_field",
+    "CONVENTIONS", "Phi4Action", "convert_couplings", "field_scale", "free_action",
+    "HMC", "ChainResult", "Metropolis", "load_chain_diagnostics", "run_chain", "tune_step_size",
 ]

@@ -24,6 +24,7 @@ import os
 import platform
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -360,8 +361,11 @@ class FieldStore:
         """
         import xarray as xr
 
-        ds = xr.open_zarr(self.path, consolidated=False, zarr_format=3,
-                          chunks={"sample": self.chunk}).drop_vars("complete")
+        with warnings.catch_warnings():
+            # side folders of a store (e.g. Markov-chain states) are not Zarr nodes
+            warnings.filterwarnings("ignore", message=".*not recognized as a component")
+            ds = xr.open_zarr(self.path, consolidated=False, zarr_format=3,
+                              chunks={"sample": self.chunk}).drop_vars("complete")
         ds.attrs = dict(self.attrs)
         if complete_only and not self.is_complete:
             idx = np.concatenate([np.arange(*self.chunk_range(k)) for k in self.complete_chunks()]

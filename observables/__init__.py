@@ -1,1 +1,53 @@
-"""nnft.observables (being written)."""
+"""nnft.observables: one-pass measurements of field ensembles with errors.
+
+Accumulators (``update``/``merge``/``result``, shifted float64, weighted), the streaming
+driver :func:`measure`, connected correlators, propagator tools, errors and plots.
+"""
+from .accumulators import (Accumulator, FourierTwoPoint, PointMoments, SampleFunction,
+                           ScalarObservables, Series, SiteMean, SiteMoments, TwoPointMatrix,
+                           multiset_closure, normalize_tuples)
+from .errors import (ErrorEstimate, error_methods, estimate, get_error_method, jackknife,
+                     register_error_method)
+from .measure import ArraySource, Measurement, measure, open_source
+from .cumulants import (connected_correlator, cosnet_connected_4pt, cumulant_from_central,
+                        deviation_measure, gp_npoint, joint_cumulant, moments, sample_cumulant,
+                        scaling_fit, set_partitions, single_neuron_connected)
+from .propagator import (correlation_length, effective_mass, momentum_propagator,
+                         propagator_check, scalar_observables, susceptibility, two_point,
+                         two_point_matrix)
+from .gamma import (GammaResult, chain_observables, gamma_effective_mass, gamma_error, make_obs,
+                    n_eff, tau_int)
+from . import cluster, couplings, generating, rg, symmetry
+from .symmetry import (assess_deviations, check_hypercubic, check_internal_rotation,
+                       check_translation, correlator_replicas)
+from .cluster import cluster_profile, cosnet_g6c, fit_decay
+from .couplings import (amputated_vertex, quartic_coupling, running_quartic, six_point_check,
+                        vertex_integral, vertex_models, vertex_sum)
+from .generating import gaussian_W, generating_functional
+from .rg import CoarseGrainedSource, rg_flow, shell_propagator
+from .reweighting import (ReweightingWarning, base_mass, hartree_mass, kish_ess, reweight,
+                          reweighted_mean, reweighted_observables)
+
+__all__ = [
+    "Accumulator", "FourierTwoPoint", "PointMoments", "SampleFunction", "ScalarObservables",
+    "Series", "SiteMean", "SiteMoments", "TwoPointMatrix", "multiset_closure",
+    "normalize_tuples",
+    "ErrorEstimate", "error_methods", "estimate", "get_error_method", "jackknife",
+    "register_error_method",
+    "ArraySource", "Measurement", "measure", "open_source",
+    "connected_correlator", "cosnet_connected_4pt", "cumulant_from_central",
+    "deviation_measure", "gp_npoint", "joint_cumulant", "moments", "sample_cumulant",
+    "scaling_fit", "set_partitions", "single_neuron_connected",
+    "correlation_length", "effective_mass", "momentum_propagator", "propagator_check",
+    "scalar_observables", "susceptibility", "two_point", "two_point_matrix",
+    "GammaResult", "chain_observables", "gamma_effective_mass", "gamma_error", "make_obs",
+    "n_eff", "tau_int",
+    "ReweightingWarning", "base_mass", "hartree_mass", "kish_ess", "reweight",
+    "reweighted_mean", "reweighted_observables",
+    "cluster", "couplings", "generating", "rg", "symmetry",
+    "assess_deviations", "check_hypercubic", "check_internal_rotation", "check_translation",
+    "correlator_replicas", "cluster_profile", "cosnet_g6c", "fit_decay",
+    "amputated_vertex", "quartic_coupling", "running_quartic", "six_point_check",
+    "vertex_integral", "vertex_models", "vertex_sum", "gaussian_W", "generating_functional",
+    "CoarseGrainedSource", "rg_flow", "shell_propagator",
+]

@@ -1,0 +1,290 @@
+"""The generation engine: specs -> chunks of field configurations -> FieldStore or callback.
+
+Chunk ``k`` of an ensemble is made from ``chunk_rng(seed, k, xp)`` only: all parameters of the
+chunk are drawn first in a fixed order (``params.draw_params``), then evaluated in blocks
+(``evaluate``; CuPy: ``cuda``). The same seed therefore gives the same ensemble, bit for bit, for
+any split of the work into calls, after an interruption and resume (the store's complete-chunk
+record), for any number of dask workers, and for any evaluation ``block``. CPU (PCG64) and GPU
+(Philox) streams differ; the store records backend and bit generator.
+"""
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .evaluate import _check_block, evaluate
+from .params import draw_params
+from .specs import LatticeCosNet, Spec, spec_from_dict
+
+ENGINE_VERSION = 1
+
+
+def _lattice_api():
+    import nnft.lattice as L
+
+    return L
+
+
+def _check_spec(spec):
+    if isinstance(spec, dict):
+        spec = spec_from_dict(spec)
+    if not isinstance(spec, Spec):
+        raise ValueError(f"spec must be an nnft.ensembles spec (or its dict), got {spec!r}")
+    return spec
+
+
+def _check_geometry(spec, lattice):
+    L = _lattice_api()
+    if not isinstance(lattice, (L.Lattice, L.PointSet)):
+        raise ValueError(f"lattice must be an nnft.lattice.Lattice or PointSet, got {lattice!r}")
+    spec.check_geometry(lattice)
+
+
+def chunk_fields(spec: Spec, lattice, n: int, rng, xp=np, *, block=None, method="auto"):
+    """Draw ``n`` networks from ``rng`` and return their fields ``(n, [D], *lattice.shape)``.
+
+    ``method``: "auto" (CuPy fused kernels on the GPU, spectral for LatticeCosNet), "dense",
+    "spectral" or "cuda".
+    """
+    params = draw_params(spec, lattice, n, rng, xp)
+    L = _lattice_api()
+    use_cuda = method == "cuda" or (method == "auto" and L.backend_name(xp) == "cupy")
+    if use_cuda and not isinstance(spec, LatticeCosNet):
+        from .cuda import evaluate_cuda
+
+        phi = evaluate_cuda(spec, params, lattice, block=block)
+    else:
+        phi = evaluate(spec, params, lattice, xp, block=block,
+                       method="auto" if method in ("auto", "cuda") else method)
+    shape = (n,) + (() if spec.components is None else (spec.n_components,)) + tuple(lattice.shape)
+    return phi.reshape(shape)
+
+
+def make_chunk_function(spec: Spec, lattice, seed: int, xp=np, *, block=None, method="auto",
+                        dtype="float64"):
+    """``make_chunk(k, start, stop)`` for ``fill_store``/``run_chunks`` (chunk k from its own stream)."""
+    L = _lattice_api()
+    block = _check_block(block)
+
+    def make_chunk(k, start, stop):
+        rng = L.chunk_rng(seed, k, xp)
+        phi = chunk_fields(spec, lattice, stop - start, rng, xp, block=block, method=method)
+        return phi.astype(dtype, copy=False)
+
+    return make_chunk
+
+
+def _open_store(store, spec, lattice, n_samples, chunk, seed, xp, dtype):
+    L = _lattice_api()
+    kw = dict(components=spec.components, source="network", spec=spec.to_dict(), seed=seed,
+              backend=L.backend_name(xp), bit_generator=L.bit_generator_name(xp), dtype=dtype,
+              extra={"engine": "nnft.ensembles", "engine_version": ENGINE_VERSION})
+    if isinstance(store, L.FieldStore):
+        diffs = []
+        if store.lattice != lattice:
+            diffs.append(f"lattice: store has {store.lattice!r}, expected {lattice!r}")
+        if store.spec != kw["spec"]:
+            diffs.append(f"spec: store has {store.spec}, expected {kw['spec']}")
+        if store.n_samples != n_samples or store.chunk != chunk:
+            diffs.append(f"n_samples/chunk: store has {store.n_samples}/{store.chunk}, expected "
+                         f"{n_samples}/{chunk}")
+        if seed is not None and store.seed != seed:
+            diffs.append(f"seed: store has {store.seed}, expected {seed}")
+        if store.source != "network":
+            diffs.append(f"source: store has {store.source!r}, expected 'network'")
+        if diffs:
+            raise L.StoreMismatchError(f"store {str(store.path)!r} does not match: " + "; ".join(diffs))
+    else:
+        store = L.FieldStore.open_or_create(store, lattice, n_samples, chunk, **kw)
+    if store.backend is not None and store.backend != kw["backend"]:
+        raise L.StoreMismatchError(
+            f"store {str(store.path)!r} was generated with backend {store.backend!r}; resuming with "
+            f"{kw['backend']!r} would mix random streams (pass backend={store.backend!r})")
+    if store.seed is None:
+        raise L.StoreError(f"store {str(store.path)!r} records no seed; cannot regenerate chunks")
+    return store
+
+
+def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, seed=None,
+             backend=None, callback=None, block=None, progress: bool = False, client=None,
+             chunks=None, dtype="float64", method="auto", threads=None):
+    """Generate ``n_samples`` field configurations of the network ensemble ``spec`` on ``lattice``.
+
+    Parameters
+    ----------
+    spec : Spec or dict
+        Architecture (``to_dict`` form accepted).
+    lattice : Lattice or PointSet
+        Where the networks are evaluated; ``spec.d_in`` must equal ``lattice.dim``.
+    n_samples : int
+        Number of networks = configurations.
+    store : str, os.PathLike, FieldStore or None
+        Target store (source "network"); an existing matching store is resumed, filling only the
+        chunks its complete-chunk record lacks. None streams to ``callback`` only.
+    chunk : int
+        Networks per chunk; chunk ``k`` comes from ``chunk_rng(seed, k)`` only.
+    seed : int or None
+        Seed entropy; None reuses a resumed store's seed or draws a fresh one.
+    backend : {"numpy", "cupy", "auto"} or None
+        Array backend (None: env NNFT_BACKEND, default numpy). CuPy draws parameters on the device
+        and evaluates with fused kernels.
+    callback : callable(k, phi, log_weight), optional
+        Sees every new chunk (phi of shape ``(n, [D], *lattice.shape)`` on the backend's device;
+        log_weight is None).
+    block : int, optional
+        Bound on the elements of the evaluation temporaries (default 2**22); never changes results.
+    progress : bool
+        Show a rich progress bar over chunks.
+    client : dask.distributed.Client, optional
+        Spread the missing chunks over the cluster's workers; each task writes its own chunks into
+        the preallocated store (a path-backed store is required; no callback).
+    chunks : iterable of int, optional
+        Only make these chunks (the rest stay missing); for splitting work by hand.
+    dtype : {"float64", "float32"}
+        Storage dtype (computation is float64).
+    method : {"auto", "dense", "spectral", "cuda"}
+        Evaluation path (see :func:`chunk_fields`).
+    threads : int or None
+        Chunks computed concurrently in threads (None: min(cores, 4) with NumPy, 1 with CuPy).
+        Never changes results.
+
+    Returns
+    -------
+    FieldStore or None
+    """
+    L = _lattice_api()
+    spec = _check_spec(spec)
+    _check_geometry(spec, lattice)
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    if method not in ("auto", "dense", "spectral", "cuda"):
+        raise ValueError(f"method must be 'auto', 'dense', 'spectral' or 'cuda', got {method!r}")
+    block = _check_block(block)
+    if seed is not None:
+        seed = L.resolve_seed(seed)
+    xp = L.get_xp(backend)
+    if store is None and callback is None:
+        raise ValueError("give a store to write to, a callback to stream to, or both")
+    if store is not None:
+        store = _open_store(store, spec, lattice, int(n_samples), int(chunk), seed, xp, dtype)
+        seed = store.seed
+    seed = L.resolve_seed(seed)
+    if client is not None:
+        if store is None or callback is not None:
+            raise ValueError("client: distributed generation needs a store and no callback")
+        return _generate_distributed(spec, lattice, store, seed, client, backend=L.backend_name(xp),
+                                     block=block, method=method, dtype=dtype, chunks=chunks,
+                                     progress=progress)
+    make_chunk = make_chunk_function(spec, lattice, seed, xp, block=block, method=method,
+                                     dtype=dtype)
+    desc = f"{type(spec).__name__} N={getattr(spec, 'width', '?')}"
+    threads = _check_threads(threads, xp)
+    n_chunks = -(-int(n_samples) // int(chunk))
+    if chunks is None:
+        todo = store.missing_chunks() if store is not None else list(range(n_chunks))
+    else:
+        todo = [int(k) for k in chunks]
+        bad = [k for k in todo if not 0 <= k < n_chunks]
+        if bad:
+            raise ValueError(f"chunks: indices {bad} out of range 0..{n_chunks - 1}")
+        if store is not None:
+            todo = [k for k in todo if not store.is_chunk_complete(k)]
+
+    def sink(k, phi):
+        if store is not None:
+            store.write_chunk(k, phi)
+        if callback is not None:
+            callback(k, phi, None)
+
+    run_pipeline(todo, lambda k: L.chunk_bounds(int(n_samples), int(chunk), k), make_chunk, sink,
+                 threads=threads, progress=progress, description=desc)
+    return store
+
+
+def _check_threads(threads, xp):
+    L = _lattice_api()
+    if threads is None:
+        return 1 if L.backend_name(xp) == "cupy" else max(1, min(os.cpu_count() or 1, 4))
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    return int(threads)
+
+
+def run_pipeline(todo, bounds, make_chunk, sink, *, threads=1, progress=False,
+                 description="generating"):
+    """Make the chunks ``todo`` (in order) and hand each to ``sink(k, phi)`` in that order.
+
+    With ``threads > 1`` up to ``threads`` chunks are computed at once in a thread pool (NumPy,
+    SciPy and the random generators release the GIL), while the calling thread writes finished
+    chunks; every chunk still comes only from its own stream, so results do not depend on it.
+    Memory: at most ``threads + 1`` chunks in flight.
+    """
+    L = _lattice_api()
+    with L.progress_bar(len(todo), description, progress) as advance:
+        if threads <= 1 or len(todo) <= 1:
+            for k in todo:
+                sink(k, make_chunk(k, *bounds(k)))
+                advance()
+            return
+        with ThreadPoolExecutor(max_workers=threads) as ex:
+            it = iter(todo)
+            pending = collections.deque(
+                (k, ex.submit(make_chunk, k, *bounds(k))) for k in itertools.islice(it, threads))
+            while pending:
+                k, fut = pending.popleft()
+                phi = fut.result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append((nxt, ex.submit(make_chunk, nxt, *bounds(nxt))))
+                sink(k, phi)
+                advance()
+
+
+def _write_chunks_task(spec_dict, lattice_dict, path, seed, chunks, backend, block, method, dtype):
+    """Dask task: open the store and write the given chunks (runs on a worker)."""
+    L = _lattice_api()
+    spec = spec_from_dict(spec_dict)
+    lattice = L.geometry_from_dict(lattice_dict)
+    store = L.FieldStore.open(path, mode="r+")
+    xp = L.get_xp(backend)
+    make_chunk = make_chunk_function(spec, lattice, seed, xp, block=block, method=method,
+                                     dtype=dtype)
+    todo = [k for k in chunks if not store.is_chunk_complete(k)]
+    run_pipeline(todo, store.chunk_range, make_chunk, store.write_chunk, threads=1)
+    return list(chunks)
+
+
+def _generate_distributed(spec, lattice, store, seed, client, *, backend, block, method, dtype,
+                          chunks=None, progress=False, chunks_per_task=1):
+    L = _lattice_api()
+    todo = store.missing_chunks() if chunks is None else [
+        k for k in chunks if not store.is_chunk_complete(k)]
+    groups = [todo[i:i + chunks_per_task] for i in range(0, len(todo), chunks_per_task)]
+    futures = [client.submit(_write_chunks_task, spec.to_dict(), lattice.to_dict(), str(store.path),
+                             seed, g, backend, block, method, dtype, pure=False) for g in groups]
+    from distributed import as_completed
+
+    with L.progress_bar(len(todo), "generating (distributed)", progress) as advance:
+        for fut in as_completed(futures):
+            done = fut.result()
+            advance(len(done))
+    return L.FieldStore.open(store.path, mode="r+")
+
+
+def generate_distributed(spec, lattice, n_samples: int, store, client, *, chunk: int = 4096,
+                         seed=None, backend=None, block=None, progress: bool = False, chunks=None,
+                         dtype="float64", method="auto"):
+    """:func:`generate` on a dask.distributed ``client``: one task per missing chunk.
+
+    Each task opens the preallocated store and writes whole chunks (Zarr chunk = sample chunk), so
+    no two tasks touch the same file; the result is bit-identical to single-process generation.
+    """
+    return generate(spec, lattice, n_samples, store, chunk=chunk, seed=seed, backend=backend,
+                    block=block, progress=progress, client=client, chunks=chunks, dtype=dtype,
+                    method=method)

@@ -1,0 +1,225 @@
+"""Drawing the parameters of a chunk of networks (one fixed order per architecture).
+
+``draw_params(spec, lattice, n, rng, xp)`` draws every parameter of ``n`` networks from the
+generator ``rng`` in a fixed order, all at once, before any evaluation: the fields made from them
+therefore do not depend on how the evaluation is blocked. The returned dict holds arrays on the
+backend of ``xp`` (parameters are drawn on the device with CuPy).
+
+Orders (g = standard normal, u = uniform [0, 1); shapes with n networks, N neurons, D components):
+
+- single layer: ``W0 g(n,N,d)``, ``b0 g(n,N)``, ``W1 g(n,D,N)``, ``b1 g(n,D)`` [, ``eta g(n,D)``
+  for CorrelatedNet]
+- DeepMLP: for each hidden layer ``W g(n,width,n_prev)``, ``b g(n,width)``; then ``W g(n,D,width)``,
+  ``b g(n,D)``
+- GaussianCosNet: ``w g(n,N,d)``, ``c u(n,N)``, amplitudes
+- ContinuumCosNet: direction ``g(n,N,d)``, radius ``u(n,N)``, ``c u(n,N)``, amplitudes
+- LatticeCosNet: momentum ``u(n,N)`` (Walker alias table over the C-ordered momenta, one uniform
+  per draw: integer part of ``u V`` picks the column, the fraction accepts it or its alias),
+  ``c u(n,N)``, amplitudes
+- amplitudes: Gaussian ``g(n,D,N)``; constant: nothing for D = 1, else ``g(n,D,N)`` normalised over D.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .specs import (ContinuumCosNet, CorrelatedNet, DeepMLP, GaussianCosNet, LatticeCosNet, Spec,
+                    _SingleLayer)
+
+F64 = np.float64
+
+
+def _g(rng, shape, xp):
+    return rng.standard_normal(shape, dtype=xp.float64)
+
+
+def _normal(rng, shape, xp, mu, sigma):
+    """mu + sigma * g, computed in place."""
+    a = rng.standard_normal(shape, dtype=xp.float64)
+    if sigma != 1.0:
+        a *= sigma
+    if mu != 0.0:
+        a += mu
+    return a
+
+
+def _u(rng, shape, xp):
+    return rng.random(shape, dtype=xp.float64)
+
+
+def _phases(rng, n, N, xp):
+    return math.pi * (2.0 * _u(rng, (n, N), xp) - 1.0)
+
+
+def _amplitudes(rng, n, N, D, kind, s, xp):
+    """(n, D, N) amplitudes with E a^2 = s^2/N per component (see specs module docstring)."""
+    if kind == "gaussian":
+        return (s / math.sqrt(N)) * _g(rng, (n, D, N), xp)
+    if D == 1:
+        return xp.full((n, 1, N), s / math.sqrt(N), dtype=xp.float64)
+    v = _g(rng, (n, D, N), xp)
+    v /= xp.sqrt((v * v).sum(axis=1, keepdims=True))
+    return (s * math.sqrt(D / N)) * v
+
+
+def _radial_cdf(r, d, m, xp=np):
+    """``I_d(r) = int_0^r t^{d-1}/(t^2 + m^2) dt`` (elementwise, NumPy or CuPy)."""
+    if d == 1:
+        return xp.arctan(r / m) / m
+    if d == 2:
+        return 0.5 * xp.log1p((r / m) ** 2)
+    return r ** (d - 2) / (d - 2) - m * m * _radial_cdf(r, d - 2, m, xp)
+
+
+def continuum_norm(spec: ContinuumCosNet) -> float:
+    """Amplitude scale of a ContinuumCosNet: ``A`` (form "amplitude") or ``s`` (form "density")."""
+    d, lam, m = spec.d_in, spec.cutoff, math.sqrt(spec.m2)
+    if spec.form == "amplitude":
+        vball = math.pi ** (d / 2) * lam ** d / math.gamma(d / 2 + 1)
+        return math.sqrt(2 * vball / (2 * math.pi) ** d)
+    S = 2 * math.pi ** (d / 2) / math.gamma(d / 2)
+    Z = S * float(_radial_cdf(np.float64(lam), d, m))
+    return math.sqrt(2 * Z / (2 * math.pi) ** d)
+
+
+def _inverse_radial_cdf(u, d, m, lam, xp):
+    """Radii with density proportional to r^{d-1}/(r^2 + m^2) on [0, lam], by inversion of u."""
+    total = float(_radial_cdf(np.float64(lam), d, m))
+    t = u * total
+    if d == 1:
+        return m * xp.tan(t * m)
+    if d == 2:
+        return m * xp.sqrt(xp.expm1(2 * t))
+    grid = xp.linspace(0.0, lam, 4097)
+    cdf = _radial_cdf(grid, d, m, xp)
+    r = xp.interp(t, cdf, grid)
+    for _ in range(4):  # Newton polish: F'(r) = r^{d-1}/(r^2+m^2)
+        f = _radial_cdf(r, d, m, xp) - t
+        fp = r ** (d - 1) / (r * r + m * m)
+        r = xp.clip(r - f / xp.where(fp > 0, fp, 1.0), 0.0, lam)
+    return r
+
+
+def alias_table(prob: np.ndarray):
+    """Walker/Vose alias table of a discrete distribution (built on the host in float64).
+
+    Returns ``(accept, alias)``: draw ``j = floor(u V)``, ``f = u V - j``; the outcome is ``j`` if
+    ``f < accept[j]`` else ``alias[j]``. One uniform per draw, O(1) per draw.
+    """
+    p = np.asarray(prob, dtype=np.float64)
+    V = p.size
+    q = p * (V / p.sum())
+    accept = np.ones(V)
+    alias = np.arange(V)
+    small = [i for i in range(V) if q[i] < 1.0]
+    large = [i for i in range(V) if q[i] >= 1.0]
+    while small and large:
+        s_, l_ = small.pop(), large.pop()
+        accept[s_] = q[s_]
+        alias[s_] = l_
+        q[l_] = (q[l_] + q[s_]) - 1.0
+        (small if q[l_] < 1.0 else large).append(l_)
+    return accept, alias
+
+
+_ALIAS_CACHE: dict = {}
+
+
+def momentum_alias(lattice, m2, xp=np):
+    """Alias table of the C-ordered lattice momenta with ``P(p) = Gt(p)/sum Gt``, and ``G(0)``."""
+    from nnft.lattice import free_propagator_momentum
+
+    key = (tuple(lattice.shape), lattice.spacing, float(m2))
+    if key not in _ALIAS_CACHE:
+        Gt = np.asarray(free_propagator_momentum(lattice, m2, np)).ravel()
+        accept, alias = alias_table(Gt)
+        if len(_ALIAS_CACHE) > 32:
+            _ALIAS_CACHE.clear()
+        _ALIAS_CACHE[key] = (accept, alias, float(Gt.mean()))
+    accept, alias, G0 = _ALIAS_CACHE[key]
+    return xp.asarray(accept), xp.asarray(alias), G0
+
+
+def momentum_cdf(lattice, m2, xp=np):
+    """Cumulative probabilities of the C-ordered lattice momenta, ``P(p) = Gt(p)/sum Gt`` , and G(0)."""
+    from nnft.lattice import free_propagator_momentum
+
+    Gt = xp.asarray(free_propagator_momentum(lattice, m2, xp)).ravel()
+    tot = Gt.sum()
+    cdf = xp.cumsum(Gt / tot)
+    return cdf, float(tot) / Gt.size
+
+
+def draw_params(spec: Spec, lattice, n: int, rng, xp=np) -> dict:
+    """Draw the parameters of ``n`` networks of ``spec`` (see the module docstring for the order)."""
+    D = spec.n_components
+    if isinstance(spec, _SingleLayer):
+        N, d = spec.width, spec.d_in
+        p = {
+            "W0": _normal(rng, (n, N, d), xp, spec.mu_w0, spec.sigma_w / math.sqrt(d)),
+            "b0": _normal(rng, (n, N), xp, spec.mu_b0, spec.sigma_b),
+        }
+        xi = _g(rng, (n, D, N), xp)
+        p["b1"] = _normal(rng, (n, D), xp, spec.mu_b1, spec.sigma_b)
+        if isinstance(spec, CorrelatedNet):
+            eta = _g(rng, (n, D), xp)
+            xi *= math.sqrt(1.0 - spec.rho)
+            xi += math.sqrt(spec.rho) * eta[:, :, None]
+        xi *= spec.sigma_w / math.sqrt(N)
+        if spec.mu_w1 != 0.0:
+            xi += spec.mu_w1
+        p["W1"] = xi
+        return p
+    if isinstance(spec, DeepMLP):
+        Ws, bs = [], []
+        n_prev = spec.d_in
+        for _ in range(spec.depth):
+            Ws.append(_normal(rng, (n, spec.width, n_prev), xp, spec.mu_w,
+                              spec.sigma_w / math.sqrt(n_prev)))
+            bs.append(_normal(rng, (n, spec.width), xp, spec.mu_b, spec.sigma_b))
+            n_prev = spec.width
+        Ws.append(_normal(rng, (n, D, n_prev), xp, spec.mu_w, spec.sigma_w / math.sqrt(n_prev)))
+        bs.append(_normal(rng, (n, D), xp, spec.mu_b, spec.sigma_b))
+        return {"Ws": Ws, "bs": bs}
+    if isinstance(spec, GaussianCosNet):
+        N, d = spec.width, spec.d_in
+        w = _normal(rng, (n, N, d), xp, 0.0, spec.sigma_w / math.sqrt(d))
+        c = _phases(rng, n, N, xp)
+        a = _amplitudes(rng, n, N, D, spec.amplitude, spec.s, xp)
+        return {"W0": w, "b0": c, "W1": a}
+    if isinstance(spec, ContinuumCosNet):
+        N, d, lam, m = spec.width, spec.d_in, spec.cutoff, math.sqrt(spec.m2)
+        direction = _g(rng, (n, N, d), xp)
+        direction /= xp.sqrt((direction * direction).sum(axis=-1, keepdims=True))
+        u = _u(rng, (n, N), xp)
+        if spec.form == "amplitude":
+            r = lam * u ** (1.0 / d)
+        else:
+            r = _inverse_radial_cdf(u, d, m, lam, xp)
+        w = direction * r[:, :, None]
+        c = _phases(rng, n, N, xp)
+        a = _amplitudes(rng, n, N, D, spec.amplitude, continuum_norm(spec), xp)
+        if spec.form == "amplitude":
+            a = a / xp.sqrt(r * r + spec.m2)[:, None, :]
+        return {"W0": w, "b0": c, "W1": a}
+    if isinstance(spec, LatticeCosNet):
+        N = spec.width
+        accept, alias, G0 = momentum_alias(lattice, spec.m2, xp)
+        V = accept.size
+        uV = _u(rng, (n, N), xp) * V
+        j = xp.minimum(uV.astype(xp.int64), V - 1)
+        uV -= j
+        k = xp.where(uV < accept[j], j, alias[j])
+        c = _phases(rng, n, N, xp)
+        a = _amplitudes(rng, n, N, D, spec.amplitude, math.sqrt(2.0 * G0), xp)
+        return {"k": k, "c": c, "a": a}
+    raise ValueError(f"draw_params: unknown architecture {type(spec).__name__}")
+
+
+def params_to(params: dict, xp) -> dict:
+    """Copy a parameter dict to the backend ``xp`` (for comparing backends on equal parameters)."""
+    out = {}
+    for key, v in params.items():
+        out[key] = [xp.asarray(a) for a in v] if isinstance(v, list) else xp.asarray(v)
+    return out

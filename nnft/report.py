@@ -1,0 +1,210 @@
+"""The report of `nnft run`: markdown and HTML with tables and PNG plots."""
+from __future__ import annotations
+
+import html
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def _fmt(v, digits=4):
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if not math.isfinite(v):
+        return "-"
+    if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+        return f"{v:.{digits - 1}e}"
+    return f"{v:.{digits}g}"
+
+
+def _pm(v, e):
+    return f"{_fmt(v)} ± {_fmt(e, 2)}" if e is not None else _fmt(v)
+
+
+def _table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _plots(results, out: Path) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = {}
+    for name, ens in results["ensembles"].items():
+        widths = ens["widths"]
+        pw = ens["per_width"]
+        wmax = widths[-1]
+        tp = pw[wmax].get("propagator") or pw[wmax].get("two_point")
+        if tp and "data" in tp:
+            d = tp["data"]
+            fig, ax = plt.subplots(figsize=(5, 3.6))
+            idx = np.arange(len(d["measured"]))
+            ax.errorbar(idx, d["measured"], d["error"], fmt="o", ms=3, label=f"measured, N={wmax}")
+            ax.plot(idx, d["expected"], "-", lw=1, label="closed form")
+            ax.set_xlabel("site pair")
+            ax.set_ylabel("G2")
+            ax.set_title(f"{name}: two-point function")
+            ax.legend()
+            fig.tight_layout()
+            p = out / "plots" / f"{name}-propagator.png"
+            fig.savefig(p, dpi=110)
+            plt.close(fig)
+            made.setdefault(name, []).append(("Two-point function against the closed form", p))
+        for key, sc in ens.get("scaling", {}).items():
+            fig, ax = plt.subplots(figsize=(5, 3.6))
+            N = np.asarray(sc["widths"], float)
+            ax.errorbar(N, sc["m_n"], sc["m_n_error"], fmt="o", label=f"{key} measured")
+            bg = np.asarray(sc["background"], float)
+            if np.any(np.isfinite(bg)):
+                ax.plot(N, bg, "s--", ms=3, color="gray", label="background")
+            if "slope" in sc:
+                fw = np.asarray(sc["fitted_widths"], float)
+                m = np.asarray(sc["m_n"])[np.isin(N, fw)]
+                c = np.exp(np.mean(np.log(m) - sc["slope"] * np.log(fw)))
+                ax.plot(N, c * N ** sc["slope"], "-",
+                        label=f"fit slope {sc['slope']:.3f} ± {sc['slope_error']:.3f}")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("width N")
+            ax.set_ylabel(key)
+            ax.set_title(f"{name}: {key} against N")
+            ax.legend(fontsize=8)
+            fig.tight_layout()
+            p = out / "plots" / f"{name}-{key}.png"
+            fig.savefig(p, dpi=110)
+            plt.close(fig)
+            made.setdefault(name, []).append((f"{key} against width (log-log)", p))
+        cl = pw[widths[0]].get("cluster")
+        if cl and "data" in cl:
+            d = cl["data"]
+            fig, ax = plt.subplots(figsize=(5, 3.6))
+            ax.errorbar(d["R"], d["value"], d["error"], fmt="o", label=f"measured, N={widths[0]}")
+            if "expected" in d:
+                ax.plot(d["R"], d["expected"], "-", label="PHYSICS.md section 6")
+            ax.axhline(0, color="k", lw=0.5)
+            ax.set_xlabel("separation R")
+            ax.set_ylabel("connected 4-point")
+            ax.set_title(f"{name}: cluster decomposition")
+            ax.legend(fontsize=8)
+            fig.tight_layout()
+            p = out / "plots" / f"{name}-cluster.png"
+            fig.savefig(p, dpi=110)
+            plt.close(fig)
+            made.setdefault(name, []).append(("Cluster-decomposition profile", p))
+    return made
+
+
+def render_markdown(results, plots: dict, out: Path) -> str:
+    lines = [f"# {results['title']}", ""]
+    if results.get("paper"):
+        lines += [f"Reproduces: {results['paper']}", ""]
+    if results.get("description"):
+        lines += [results["description"], ""]
+    if results.get("claims"):
+        lines += ["## What the paper claims", ""] + [f"- {c}" for c in results["claims"]] + [""]
+    lines += ["## What nnft measured", ""]
+    for name, ens in results["ensembles"].items():
+        lines += [f"### {name}: {ens['arch']} {ens['params']}", "",
+                  f"Geometry: {ens['lattice']}; {ens['samples']} networks per width.", ""]
+        rows = []
+        for w in ens["widths"]:
+            r = ens["per_width"][w]
+            tp = r.get("propagator") or r.get("two_point") or {}
+            fp = r.get("four_point") or {}
+            sp = r.get("six_point") or {}
+            rows.append([w, _fmt(r["generate_s"], 3), _fmt(tp.get("chi2_dof")), _fmt(tp.get("max_abs_z")),
+                         _pm(fp.get("m_n"), fp.get("m_n_error")), _fmt(fp.get("background")),
+                         _fmt(fp.get("formula_chi2_dof")), _pm(sp.get("m_n"), sp.get("m_n_error")),
+                         _fmt(sp.get("background"))])
+        lines += [_table(["N", "generate [s]", "G2 chi2/dof", "G2 max abs z", "m_4", "m_4 background",
+                          "G4c vs formula chi2/dof", "m_6", "m_6 background"], rows), ""]
+        for key, sc in ens.get("scaling", {}).items():
+            if "slope" in sc:
+                lines.append(f"- {key} scaling: slope {sc['slope']:.3f} ± {sc['slope_error']:.3f} "
+                             f"(fitted widths {sc['fitted_widths']}, chi2/dof "
+                             f"{_fmt(sc['chi2'] / max(sc['dof'], 1))}); expected -1 for m_4, m_6.")
+            else:
+                lines.append(f"- {key}: fewer than two widths stand clear of the background; no fit.")
+        for w in ens["widths"]:
+            r = ens["per_width"][w]
+            cl = r.get("cluster")
+            if cl:
+                txt = (f"- cluster decomposition at N={w}: {cl.get('verdict')}; plateau "
+                       f"{_pm(cl.get('plateau'), cl.get('plateau_error'))}")
+                if cl.get("plateau_expected") is not None:
+                    txt += f" (formula {_fmt(cl['plateau_expected'])}, z = {_fmt(cl.get('plateau_expected_z'), 3)})"
+                lines.append(txt)
+            sy = r.get("symmetry")
+            if sy:
+                parts = [f"{k.split(':')[0]} {v}" for k, v in sy.items() if k.endswith("verdict")]
+                lines.append(f"- symmetry at N={w}: " + "; ".join(parts))
+        lines.append("")
+        for caption, p in plots.get(name, []):
+            lines += [f"![{caption}]({os.path.relpath(p, out)})", ""]
+    lines += ["## Provenance and timings", "",
+              f"- backend: {results['backend']}; total wall time {results['timings']['total_s']:.1f} s",
+              "- resolved config: config.toml; every number: results.json; ensembles: stores/", ""]
+    return "\n".join(lines)
+
+
+def markdown_to_html(md: str, title: str) -> str:
+    """A small converter for the subset of markdown the report uses."""
+    body = []
+    in_table = False
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-"):
+                continue
+            if not in_table:
+                body.append("<table>")
+                in_table = True
+                body.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells) + "</tr>")
+            else:
+                body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            body.append("</table>")
+            in_table = False
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
+        elif line.startswith("!["):
+            cap, src = line[2:].split("](", 1)
+            body.append(f'<figure><img src="{html.escape(src[:-1])}" alt="{html.escape(cap)}">'
+                        f"<figcaption>{html.escape(cap)}</figcaption></figure>")
+        elif line.startswith("- "):
+            body.append(f"<li>{html.escape(line[2:])}</li>")
+        elif line.strip():
+            body.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        body.append("</table>")
+    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_report(results: dict, out) -> Path:
+    """Write report.md, report.html and the plots into ``out``; return the markdown path."""
+    out = Path(out)
+    (out / "plots").mkdir(exist_ok=True)
+    plots = _plots(results, out)
+    md = render_markdown(results, plots, out)
+    for name, text in (("report.md", md), ("report.html", markdown_to_html(md, results["title"]))):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, out / name)
+    return out / "report.md"

@@ -1,0 +1,986 @@
+"""Mergeable, shifted float64 accumulators for one-pass measurements.
+
+Every accumulator has the same life cycle::
+
+    acc = SiteMoments(max_order=4)
+    for phi, log_weight in chunks:          # any order, any grouping
+        acc.update(phi, log_weight=log_weight)
+    other.update(...); acc.merge(other)     # exact combination of disjoint sample sets
+    acc.result()                            # dict of float64 NumPy arrays
+
+Conventions
+-----------
+* ``phi`` has shape ``(n, *field_shape)``: a leading sample axis, then the field axes
+  ``([D], x0, ..., x{d-1})``. Flat site indices (``PointMoments``, ``TwoPointMatrix``) index
+  the C-order flattening of ``field_shape`` (component-major when ``D`` is present).
+* Power sums are kept about a fixed *shift* ``a`` (a per-site or per-component reference
+  value, by default the weighted mean of the first chunk seen): the stored quantities are
+  ``sum_s w_s prod_i (phi_s(x_i) - a_i)``. With the shift near the mean, 4th and 6th order
+  moments do not suffer the cancellation of naive power sums. Accumulators with equal shifts
+  merge by plain addition (exact up to summation order); unequal shifts are reconciled by
+  the binomial re-centering of Chan et al., which is exact algebra.
+* Weights: ``update(phi, weights=w)`` or ``update(phi, log_weight=lw)`` (the store's
+  ``log_weight``; ``w = exp(lw)``). Weighted sums are held relative to a running reference
+  ``exp(logref)`` (the largest log weight seen), so ``exp`` never overflows and merges of
+  differently normalised chunks are exact. Estimates are ratios ``sum w O / sum w``.
+  Unweighted samples have ``log_weight = 0``.
+* Memory is independent of the number of samples; arrays may be NumPy or CuPy (per-chunk
+  work runs on the array's device, the stored sums are NumPy float64).
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "Accumulator", "SiteMoments", "SiteMean", "TwoPointMatrix", "FourierTwoPoint",
+    "PointMoments", "SampleFunction", "ScalarObservables", "Series",
+    "normalize_tuples", "multiset_closure",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+def _xp_of(a):
+    mod = type(a).__module__
+    if mod.startswith("cupy"):
+        import cupy  # noqa: PLC0415
+
+        return cupy
+    return np
+
+
+def _to_numpy(a):
+    if hasattr(a, "get") and type(a).__module__.startswith("cupy"):
+        return a.get()
+    return np.asarray(a)
+
+
+def _log_weights(n, weights, log_weight):
+    """Return (logref, w) with w = exp(lw - logref) (NumPy float64) or (0.0, None)."""
+    if weights is not None and log_weight is not None:
+        raise ValueError("give either weights or log_weight, not both")
+    if weights is not None:
+        w = _to_numpy(weights).astype(np.float64).reshape(-1)
+        if w.shape != (n,):
+            raise ValueError(f"weights must have shape ({n},), got {w.shape}")
+        if np.any(w < 0) or not np.all(np.isfinite(w)):
+            raise ValueError("weights must be finite and non-negative")
+        with np.errstate(divide="ignore"):
+            lw = np.log(w)
+    elif log_weight is not None:
+        lw = _to_numpy(log_weight).astype(np.float64).reshape(-1)
+        if lw.shape != (n,):
+            raise ValueError(f"log_weight must have shape ({n},), got {lw.shape}")
+        if np.any(np.isnan(lw)) or np.any(lw == np.inf):
+            raise ValueError("log_weight must not be NaN or +inf")
+    else:
+        return 0.0, None
+    ref = float(np.max(lw)) if n else 0.0
+    if not np.isfinite(ref):
+        raise ValueError("all weights of a chunk are zero")
+    return ref, np.exp(lw - ref)
+
+
+def _wsum(w, a, xp):
+    """sum_s w_s a[s, ...] (w None: plain sum) as float64 NumPy."""
+    if w is None:
+        return _to_numpy(a.sum(axis=0))
+    wx = xp.asarray(w) if xp is not np else w
+    return _to_numpy(xp.tensordot(wx, a, axes=(0, 0)))
+
+
+def normalize_tuples(tuples) -> list[tuple[int, ...]]:
+    """Point tuples as a list of tuples of non-negative ints.
+
+    ``tuples`` is an int array ``(n_tuples, n)`` or a sequence of int sequences (lengths may
+    differ). Raises ValueError naming ``tuples`` on bad input.
+    """
+    if isinstance(tuples, np.ndarray):
+        if tuples.ndim == 1:
+            tuples = tuples[:, None]
+        if tuples.ndim != 2:
+            raise ValueError(f"tuples must be a 2-d int array (n_tuples, n), got ndim {tuples.ndim}")
+        if tuples.size and not np.issubdtype(tuples.dtype, np.integer):
+            raise ValueError(f"tuples must hold integers, got dtype {tuples.dtype}")
+        out = [tuple(int(i) for i in row) for row in tuples]
+    else:
+        try:
+            out = [tuple(int(i) for i in (row if np.ndim(row) else [row])) for row in tuples]
+        except (TypeError, ValueError):
+            raise ValueError("tuples must be an int array (n_tuples, n) or a list of int "
+                             "sequences") from None
+    if not out:
+        raise ValueError("tuples must not be empty")
+    for t in out:
+        if len(t) == 0:
+            raise ValueError("tuples: every tuple needs at least one point")
+        if min(t) < 0:
+            raise ValueError(f"tuples: flat site indices must be >= 0, got {t}")
+    return out
+
+
+def multiset_closure(tuples: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+    """All distinct non-empty sorted sub-multisets of the given tuples.
+
+    Ordered by length, then lexicographically. Every prefix of a member is a member.
+    """
+    seen = set()
+    for t in tuples:
+        t = tuple(sorted(t))
+        k = len(t)
+        for r in range(1, k + 1):
+            for pos in itertools.combinations(range(k), r):
+                seen.add(tuple(t[i] for i in pos))
+    return sorted(seen, key=lambda s: (len(s), s))
+
+
+# ----------------------------------------------------------------------------------------------
+class Accumulator:
+    """Base class: weighted, shifted float64 power sums that merge exactly.
+
+    Subclasses implement ``_init_shift``, ``_chunk_sums``, ``_reshift`` and ``result``; the
+    base class handles weights, their running normalisation, merging, subtraction (for
+    jackknife leave-one-out) and bookkeeping.
+
+    Attributes
+    ----------
+    n_samples : int
+        Number of samples seen (unweighted count).
+    sum_w, sum_w2 : float
+        Sum of weights and of squared weights, in units of ``exp(logref)`` and
+        ``exp(2 logref)``.
+    logref : float or None
+        Log of the weight reference (None while empty).
+    shift : array or None
+        The reference value the power sums are taken about.
+    field_shape : tuple or None
+        Shape of one configuration (fixed by the first update).
+    """
+
+    def __init__(self, field_shape=None, shift=None):
+        self.field_shape = None if field_shape is None else tuple(int(s) for s in field_shape)
+        self.shift = None if shift is None else np.asarray(shift, dtype=np.float64)
+        self.n_samples = 0
+        self.sum_w = 0.0
+        self.sum_w2 = 0.0
+        self.logref = None
+        self._sums: dict[str, np.ndarray] = {}
+
+    # -- interface for subclasses --------------------------------------------------------------
+    def _config(self):
+        return (type(self).__name__, self.field_shape)
+
+    def _init_shift(self, phi, w, xp):
+        raise NotImplementedError
+
+    def _chunk_sums(self, phi, w, xp) -> dict:
+        raise NotImplementedError
+
+    def _reshift(self, sums: dict, sum_w: float, old, new) -> dict:
+        raise NotImplementedError
+
+    def result(self) -> dict:
+        """Estimates from the data seen so far (dict of float64 NumPy arrays)."""
+        raise NotImplementedError
+
+    # -- public API -------------------------------------------------------------------------------
+    @property
+    def empty_(self) -> bool:
+        return self.n_samples == 0
+
+    @property
+    def ess(self) -> float:
+        """Kish effective sample size (sum w)^2 / sum w^2."""
+        return self.sum_w ** 2 / self.sum_w2 if self.sum_w2 > 0 else 0.0
+
+    def prepare(self, phi, weights=None, *, log_weight=None):
+        """Fix the shift (and field shape) from a chunk without accumulating it."""
+        xp = _xp_of(phi)
+        self._check_shape(phi)
+        if self.shift is None:
+            _, w = _log_weights(phi.shape[0], weights, log_weight)
+            self._init_shift(phi, w, xp)
+        return self
+
+    def update(self, phi, weights=None, *, log_weight=None):
+        """Accumulate a chunk ``phi`` of shape ``(n, *field_shape)``; returns self."""
+        xp = _xp_of(phi)
+        if not hasattr(phi, "shape"):
+            phi = np.asarray(phi)
+        self._check_shape(phi)
+        n = int(phi.shape[0])
+        if n == 0:
+            return self
+        ref, w = _log_weights(n, weights, log_weight)
+        if self.shift is None:
+            self._init_shift(phi, w, xp)
+        if phi.dtype != xp.float64:
+            phi = phi.astype(xp.float64)
+        sums = self._chunk_sums(phi, w, xp)
+        sw = float(n) if w is None else float(w.sum())
+        sw2 = float(n) if w is None else float((w * w).sum())
+        self._add(sums, sw, sw2, n, ref, sign=1.0)
+        return self
+
+    def merge(self, other: "Accumulator"):
+        """Add the samples of ``other`` (a disjoint set) to this accumulator; returns self."""
+        self._check_compatible(other)
+        if other.n_samples == 0:
+            return self
+        if self.shift is None:
+            self.shift = other.shift
+        sums = other._sums
+        if not _same_shift(self.shift, other.shift):
+            sums = other._reshift(other._sums, other.sum_w, other.shift, self.shift)
+        self._add(sums, other.sum_w, other.sum_w2, other.n_samples, other.logref, sign=1.0)
+        return self
+
+    def subtract(self, other: "Accumulator"):
+        """Remove the samples of ``other`` (a subset previously merged in); returns self.
+
+        Used for jackknife leave-one-out estimates (``total.copy().subtract(block)``).
+        """
+        self._check_compatible(other)
+        if other.n_samples == 0:
+            return self
+        if other.n_samples > self.n_samples:
+            raise ValueError("subtract: other holds more samples than self")
+        sums = other._sums
+        if not _same_shift(self.shift, other.shift):
+            sums = other._reshift(other._sums, other.sum_w, other.shift, self.shift)
+        self._add(sums, other.sum_w, other.sum_w2, other.n_samples, other.logref, sign=-1.0)
+        return self
+
+    def empty(self) -> "Accumulator":
+        """A new accumulator with the same configuration and shift and no data."""
+        new = copy.copy(self)
+        new._sums = {}
+        new.n_samples = 0
+        new.sum_w = 0.0
+        new.sum_w2 = 0.0
+        new.logref = None
+        new._extra_reset()
+        return new
+
+    def copy(self) -> "Accumulator":
+        return copy.deepcopy(self)
+
+    def __add__(self, other):
+        return self.copy().merge(other)
+
+    def mean_of(self, name: str) -> np.ndarray:
+        """Weighted mean ``sum w q / sum w`` of stored (shifted) quantity ``name``."""
+        if self.n_samples == 0:
+            raise ValueError(f"{type(self).__name__} has seen no samples")
+        return self._sums[name] / self.sum_w
+
+    # -- internals -----------------------------------------------------------------------------
+    def _extra_reset(self):
+        pass
+
+    def _check_shape(self, phi):
+        if phi.ndim < 1:
+            raise ValueError("phi must have a leading sample axis")
+        fs = tuple(int(s) for s in phi.shape[1:])
+        if self.field_shape is None:
+            self.field_shape = fs
+        elif fs != self.field_shape:
+            raise ValueError(f"phi: expected configurations of shape {self.field_shape}, got {fs}")
+
+    def _check_compatible(self, other):
+        if type(other) is not type(self):
+            raise ValueError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        if other.n_samples and self.n_samples and other._config() != self._config():
+            raise ValueError(f"cannot merge {type(self).__name__}s of different configuration")
+        if self.field_shape is None:
+            self.field_shape = other.field_shape
+
+    def _add(self, sums, sw, sw2, n, ref, sign):
+        if self.logref is None:
+            self.logref = ref
+            self._sums = {k: sign * np.array(v, dtype=np.float64 if not np.iscomplexobj(v)
+                                              else np.complex128) for k, v in sums.items()}
+            self.sum_w, self.sum_w2, self.n_samples = sign * sw, sign * sw2, int(sign) * int(n)
+            return
+        new = max(self.logref, ref)
+        fs = math.exp(self.logref - new)
+        fo = math.exp(ref - new) * sign
+        if fs != 1.0:
+            for k in self._sums:
+                self._sums[k] *= fs
+        for k, v in sums.items():
+            if k in self._sums:
+                self._sums[k] += fo * v
+            else:
+                self._sums[k] = fo * np.asarray(v)
+        self.sum_w = self.sum_w * fs + fo * sw
+        self.sum_w2 = self.sum_w2 * fs * fs + fo * math.exp(ref - new) * sw2
+        self.n_samples += int(sign) * n
+        self.logref = new
+        if self.n_samples == 0:
+            self.logref = None
+            self._sums = {}
+            self.sum_w = self.sum_w2 = 0.0
+
+
+def _same_shift(a, b):
+    if a is b:
+        return True
+    if a is None or b is None:
+        return a is None and b is None
+    return np.array_equal(a, b)
+
+
+def _binom_reshift_power(sums, sum_w, c, max_order, key="p"):
+    """Re-centre per-element power sums S_k = sum w (x-a)^k to shift b (c = a - b)."""
+    out = {}
+    S = {0: sum_w}
+    for k in range(1, max_order + 1):
+        S[k] = sums[f"{key}{k}"]
+    for k in range(1, max_order + 1):
+        acc = np.zeros_like(S[k])
+        for j in range(k + 1):
+            acc = acc + math.comb(k, j) * S[j] * c ** (k - j)
+        out[f"{key}{k}"] = acc
+    for name, v in sums.items():
+        out.setdefault(name, v)
+    return out
+
+
+def _central_from_shifted(mu, max_order):
+    """Central moments from shifted raw moments mu[k] = E (x-a)^k (mu[0] = 1)."""
+    m1 = mu[1]
+    out = {}
+    for k in range(2, max_order + 1):
+        acc = 0.0
+        for j in range(k + 1):
+            acc = acc + math.comb(k, j) * mu[j] * (-m1) ** (k - j)
+        out[k] = acc
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+class SiteMoments(Accumulator):
+    """Per-site shifted power sums up to ``max_order`` (mean, variance, central moments).
+
+    Parameters
+    ----------
+    max_order : int
+        Highest power kept (1..8; default 2).
+
+    ``result()`` keys: ``mean`` (field_shape), ``variance`` and ``central<k>`` for
+    k = 2..max_order (population/plug-in estimates, weighted when weights are given),
+    ``n_samples``, ``ess``.
+    """
+
+    def __init__(self, max_order: int = 2, *, field_shape=None, shift=None):
+        super().__init__(field_shape, shift)
+        if not isinstance(max_order, (int, np.integer)) or not 1 <= max_order <= 8:
+            raise ValueError(f"max_order must be an int in 1..8, got {max_order!r}")
+        self.max_order = int(max_order)
+
+    def _config(self):
+        return super()._config() + (self.max_order,)
+
+    def _init_shift(self, phi, w, xp):
+        m = phi.mean(axis=0) if w is None else _wsum(w, phi, xp) / w.sum()
+        self.shift = np.asarray(_to_numpy(m), dtype=np.float64)
+
+    def _chunk_sums(self, phi, w, xp):
+        d = phi - xp.asarray(self.shift)
+        out = {}
+        p = d
+        for k in range(1, self.max_order + 1):
+            if k > 1:
+                p = p * d
+            out[f"p{k}"] = _wsum(w, p, xp)
+        return out
+
+    def _reshift(self, sums, sum_w, old, new):
+        return _binom_reshift_power(sums, sum_w, old - new, self.max_order)
+
+    def result(self) -> dict:
+        if self.n_samples == 0:
+            raise ValueError("SiteMoments has seen no samples")
+        mu = {0: 1.0}
+        for k in range(1, self.max_order + 1):
+            mu[k] = self._sums[f"p{k}"] / self.sum_w
+        out = {"mean": self.shift + mu[1], "n_samples": self.n_samples, "ess": self.ess}
+        cen = _central_from_shifted(mu, self.max_order)
+        for k, v in cen.items():
+            out[f"central{k}"] = v
+        if 2 in cen:
+            out["variance"] = cen[2]
+        return out
+
+
+SiteMean = SiteMoments
+
+
+# ----------------------------------------------------------------------------------------------
+class TwoPointMatrix(Accumulator):
+    """Full two-point matrix ``<phi(x) phi(y)>`` over (a subset of) flat sites, via matmul.
+
+    Parameters
+    ----------
+    sites : int array or None
+        Flat site indices (C order over ``field_shape``); None = all sites.
+
+    ``result()`` keys: ``mean`` (n_sites,), ``second`` = <phi_x phi_y> (n_sites, n_sites),
+    ``connected`` = <phi_x phi_y> - <phi_x><phi_y>, ``sites``.
+    Memory O(n_sites^2); the per-chunk cost is one (n, V)^T (n, V) product.
+    """
+
+    def __init__(self, sites=None, *, field_shape=None, shift=None):
+        super().__init__(field_shape, shift)
+        if sites is not None:
+            sites = np.asarray(sites)
+            if sites.ndim != 1 or not np.issubdtype(sites.dtype, np.integer) or sites.size == 0:
+                raise ValueError("sites must be a non-empty 1-d int array of flat site indices")
+            if sites.min() < 0:
+                raise ValueError("sites must be >= 0")
+        self.sites = sites
+
+    def _config(self):
+        return super()._config() + (None if self.sites is None else tuple(self.sites.tolist()),)
+
+    def _flat(self, phi, xp):
+        X = phi.reshape(phi.shape[0], -1)
+        if self.sites is not None:
+            if self.sites.max() >= X.shape[1]:
+                raise ValueError(f"sites: index {self.sites.max()} out of range for "
+                                 f"{X.shape[1]} sites")
+            X = X[:, xp.asarray(self.sites)]
+        return X
+
+    def _init_shift(self, phi, w, xp):
+        X = self._flat(phi, xp)
+        m = X.mean(axis=0) if w is None else _wsum(w, X, xp) / w.sum()
+        self.shift = np.asarray(_to_numpy(m), dtype=np.float64)
+
+    def _chunk_sums(self, phi, w, xp):
+        X = self._flat(phi, xp) - xp.asarray(self.shift)
+        if w is None:
+            s1 = X.sum(axis=0)
+            s2 = X.T @ X
+        else:
+            wx = xp.asarray(w)
+            s1 = wx @ X
+            s2 = (X * wx[:, None]).T @ X
+        return {"s1": _to_numpy(s1), "s2": _to_numpy(s2)}
+
+    def _reshift(self, sums, sum_w, old, new):
+        c = old - new
+        s1, s2 = sums["s1"], sums["s2"]
+        return {"s1": s1 + sum_w * c,
+                "s2": s2 + np.outer(s1, c) + np.outer(c, s1) + sum_w * np.outer(c, c)}
+
+    def result(self) -> dict:
+        if self.n_samples == 0:
+            raise ValueError("TwoPointMatrix has seen no samples")
+        m1 = self._sums["s1"] / self.sum_w
+        m2 = self._sums["s2"] / self.sum_w
+        conn = m2 - np.outer(m1, m1)
+        mean = self.shift + m1
+        sites = (np.arange(int(np.prod(self.field_shape))) if self.sites is None
+                 else self.sites.copy())
+        return {"mean": mean, "connected": conn, "second": conn + np.outer(mean, mean),
+                "sites": sites, "n_samples": self.n_samples, "ess": self.ess}
+
+
+# ----------------------------------------------------------------------------------------------
+class FourierTwoPoint(Accumulator):
+    """Translation-averaged two-point function via FFT on a periodic lattice.
+
+    Accumulates ``|phit(p)|^2 / V`` (real FFT over the ``ndim`` trailing lattice axes, one
+    spectrum per component) and the site-averaged field ``M``. Conventions of PHYSICS.md
+    section 2: ``phit(p) = sum_x exp(-i p.x) phi(x)``, ``G(r) = ifftn(Gt)(r)``.
+
+    Parameters
+    ----------
+    ndim : int
+        Number of trailing lattice axes (the lattice dimension d).
+
+    ``result()`` keys (``[D]`` = component axis when present):
+
+    * ``Gt_full`` ([D], *shape): <|phit(p)|^2>/V;
+    * ``Gt`` ([D], *shape): connected, ``Gt_full - V <M>^2 delta_{p,0}``;
+    * ``G`` ([D], *shape): connected translation-averaged
+      ``G_c(r) = (1/V) sum_y <phi_y phi_{y+r}> - <M>^2`` (PHYSICS.md section 4);
+    * ``G_full``: without the subtraction; ``M``: <M> per component.
+    """
+
+    def __init__(self, ndim: int, *, field_shape=None, shift=None):
+        super().__init__(field_shape, shift)
+        if not isinstance(ndim, (int, np.integer)) or ndim < 1:
+            raise ValueError(f"ndim must be a positive int, got {ndim!r}")
+        self.ndim = int(ndim)
+
+    def _config(self):
+        return super()._config() + (self.ndim,)
+
+    def _axes(self, phi):
+        if phi.ndim - 1 < self.ndim:
+            raise ValueError(f"phi has {phi.ndim - 1} field axes, fewer than ndim={self.ndim}")
+        return tuple(range(phi.ndim - self.ndim, phi.ndim))
+
+    def _init_shift(self, phi, w, xp):
+        axes = self._axes(phi)
+        m = phi.mean(axis=axes)  # (n, [D])
+        m = m.mean(axis=0) if w is None else _wsum(w, m, xp) / w.sum()
+        self.shift = np.asarray(_to_numpy(m), dtype=np.float64)
+
+    def _chunk_sums(self, phi, w, xp):
+        axes = self._axes(phi)
+        V = int(np.prod(phi.shape[axes[0]:]))
+        a = xp.asarray(self.shift).reshape(self.shift.shape + (1,) * self.ndim)
+        d = phi - a
+        if xp is np:
+            import scipy.fft  # noqa: PLC0415
+
+            F = scipy.fft.rfftn(d, axes=axes, workers=-1)
+        else:
+            F = xp.fft.rfftn(d, axes=axes)
+        P = (F.real ** 2 + F.imag ** 2) / V
+        m = d.mean(axis=axes)
+        return {"pk": _wsum(w, P, xp), "m": _wsum(w, m, xp)}
+
+    def _reshift(self, sums, sum_w, old, new):
+        c = np.asarray(old - new)
+        V = int(np.prod(self.field_shape[-self.ndim:]))
+        pk = sums["pk"].copy()
+        idx = (Ellipsis,) + (0,) * self.ndim
+        # F0 = V m  ->  |F0 + cV|^2 / V = |F0|^2/V + 2 c V m + c^2 V
+        pk[idx] = pk[idx] + 2.0 * c * V * sums["m"] + c * c * V * sum_w
+        return {"pk": pk, "m": sums["m"] + c * sum_w}
+
+    def result(self) -> dict:
+        if self.n_samples == 0:
+            raise ValueError("FourierTwoPoint has seen no samples")
+        shape = self.field_shape[-self.ndim:]
+        axes = tuple(range(len(self.field_shape) - self.ndim, len(self.field_shape)))
+        V = int(np.prod(shape))
+        half = self._sums["pk"] / self.sum_w
+        mshift = self._sums["m"] / self.sum_w  # <M - a>
+        M = self.shift + mshift
+        idx = (Ellipsis,) + (0,) * self.ndim
+        # full (unshifted) spectrum: add back the shift at p = 0
+        half_full = half.copy()
+        half_full[idx] = half_full[idx] + 2.0 * self.shift * V * mshift + self.shift ** 2 * V
+        half_conn = half.copy()
+        half_conn[idx] = half_conn[idx] - V * mshift ** 2
+        G = np.fft.irfftn(half_conn, s=shape, axes=axes)
+        G_full = np.fft.irfftn(half_full, s=shape, axes=axes)
+        Gt = np.fft.fftn(G, axes=axes).real
+        Gt_full = np.fft.fftn(G_full, axes=axes).real
+        return {"G": G, "G_full": G_full, "Gt": Gt, "Gt_full": Gt_full, "M": M,
+                "n_samples": self.n_samples, "ess": self.ess}
+
+
+# ----------------------------------------------------------------------------------------------
+class PointMoments(Accumulator):
+    """Joint moments up to order 6 (or ``max_order``) at chosen point tuples.
+
+    Every distinct sorted index multiset of the closure of ``tuples`` under taking
+    sub-multisets is accumulated once (the closure is what cumulants and re-centering need).
+    Per chunk, the product for a multiset is its prefix's product times one column, so the
+    cost is one multiply-add per multiset and sample.
+
+    Parameters
+    ----------
+    tuples : int array (n_tuples, n) or list of int sequences
+        Flat site indices (C order over ``field_shape``; component-major when D > 1).
+    max_order : int
+        Largest allowed tuple length (default 6, at most 8).
+    block_bytes : int
+        Working-memory cap for the per-chunk product table.
+
+    ``result()`` keys: ``moments`` (raw E[prod phi], per requested tuple), ``central``
+    (central moments), ``cumulants`` (joint cumulants), ``order`` (tuple lengths).
+    """
+
+    def __init__(self, tuples, max_order: int = 6, *, block_bytes: int = 32 * 2 ** 20,
+                 field_shape=None, shift=None):
+        super().__init__(field_shape, shift)
+        if not isinstance(max_order, (int, np.integer)) or not 1 <= max_order <= 8:
+            raise ValueError(f"max_order must be an int in 1..8, got {max_order!r}")
+        self.tuples = normalize_tuples(tuples)
+        longest = max(len(t) for t in self.tuples)
+        if longest > max_order:
+            raise ValueError(f"tuples: order {longest} exceeds max_order={max_order}")
+        self.max_order = int(max_order)
+        self.block_bytes = int(block_bytes)
+        self._build_tables()
+
+    def _build_tables(self):
+        closure = multiset_closure(self.tuples)
+        self.sites = np.array(sorted({t[0] for t in closure if len(t) == 1}), dtype=np.int64)
+        col = {int(s): i for i, s in enumerate(self.sites)}
+        self.by_order: dict[int, list[tuple]] = {}
+        for t in closure:
+            self.by_order.setdefault(len(t), []).append(t)
+        self.index = {}
+        for k, lst in self.by_order.items():
+            for i, t in enumerate(lst):
+                self.index[t] = (k, i)
+        self.kmax = max(self.by_order)
+        self._prefix = {}
+        self._last = {}
+        for k in range(2, self.kmax + 1):
+            lst = self.by_order[k]
+            self._prefix[k] = np.array([self.index[t[:-1]][1] for t in lst], dtype=np.int64)
+            self._last[k] = np.array([col[t[-1]] for t in lst], dtype=np.int64)
+        self._reshift_tables = None
+
+    def _config(self):
+        return super()._config() + (tuple(self.by_order.get(1, ())), len(self.index))
+
+    def _cols(self, phi, xp):
+        X = phi.reshape(phi.shape[0], -1)
+        if self.sites.max() >= X.shape[1]:
+            raise ValueError(f"tuples: site index {int(self.sites.max())} out of range for "
+                             f"{X.shape[1]} field entries")
+        return X[:, xp.asarray(self.sites)]
+
+    def _init_shift(self, phi, w, xp):
+        X = self._cols(phi, xp)
+        m = X.mean(axis=0) if w is None else _wsum(w, X, xp) / w.sum()
+        self.shift = np.asarray(_to_numpy(m), dtype=np.float64)
+
+    def _chunk_sums(self, phi, w, xp):
+        X = self._cols(phi, xp) - xp.asarray(self.shift)
+        n = X.shape[0]
+        widest = max(len(v) for v in self.by_order.values())
+        step = max(1, self.block_bytes // (16 * widest))
+        out = {f"o{k}": np.zeros(len(self.by_order[k])) for k in self.by_order}
+        prefix = {k: xp.asarray(v) for k, v in self._prefix.items()}
+        last = {k: xp.asarray(v) for k, v in self._last.items()}
+        for s0 in range(0, n, step):
+            Xb = X[s0:s0 + step]
+            wb = None if w is None else w[s0:s0 + step]
+            P = Xb
+            out["o1"] += _wsum(wb, P, xp)
+            for k in range(2, self.kmax + 1):
+                P = P[:, prefix[k]] * Xb[:, last[k]]
+                out[f"o{k}"] += _wsum(wb, P, xp)
+        return out
+
+    def _get_reshift_tables(self):
+        if self._reshift_tables is None:
+            col = {int(s): i for i, s in enumerate(self.sites)}
+            tabs = {}
+            for k in range(1, self.kmax + 1):
+                lst = self.by_order[k]
+                entries = []
+                for r in range(0, k):
+                    for pos in itertools.combinations(range(k), r):
+                        comp = [i for i in range(k) if i not in pos]
+                        sub = (np.array([self.index[tuple(t[i] for i in pos)][1] for t in lst])
+                               if r else None)
+                        cc = np.array([[col[t[i]] for i in comp] for t in lst], dtype=np.int64)
+                        entries.append((r, sub, cc))
+                tabs[k] = entries
+            self._reshift_tables = tabs
+        return self._reshift_tables
+
+    def _shifted_table(self, sums, sum_w, c):
+        """Power sums about shift b from sums about a (c = a - b), by subset expansion."""
+        tabs = self._get_reshift_tables()
+        out = {}
+        for k in range(1, self.kmax + 1):
+            acc = np.array(sums[f"o{k}"], dtype=np.float64)
+            for r, sub, cc in tabs[k]:
+                S = sum_w if r == 0 else sums[f"o{r}"][sub]
+                acc = acc + S * np.prod(c[cc], axis=1)
+            out[f"o{k}"] = acc
+        return out
+
+    def _reshift(self, sums, sum_w, old, new):
+        return self._shifted_table(sums, sum_w, np.asarray(old) - np.asarray(new))
+
+    def moment_table(self, center: str = "mean") -> dict:
+        """E[prod (phi_i - b_i)] for every multiset of the closure, as {sorted tuple: value}.
+
+        ``center``: "mean" (central moments, b = weighted mean), "raw" (b = 0) or
+        "shift" (b = the stored shift).
+        """
+        if self.n_samples == 0:
+            raise ValueError("PointMoments has seen no samples")
+        if center == "shift":
+            sums = self._sums
+        else:
+            mean = self.shift + self._sums["o1"] / self.sum_w
+            target = mean if center == "mean" else np.zeros_like(self.shift)
+            if center not in ("mean", "raw"):
+                raise ValueError(f"center must be 'mean', 'raw' or 'shift', got {center!r}")
+            sums = self._shifted_table(self._sums, self.sum_w, self.shift - target)
+        table = {}
+        for k, lst in self.by_order.items():
+            vals = sums[f"o{k}"] / self.sum_w
+            for t, v in zip(lst, vals):
+                table[t] = float(v)
+        return table
+
+    def mean(self) -> np.ndarray:
+        """Site means at ``self.sites``."""
+        return self.shift + self._sums["o1"] / self.sum_w
+
+    def result(self) -> dict:
+        from .cumulants import cumulant_from_central  # noqa: PLC0415
+
+        raw = self.moment_table("raw")
+        cen = self.moment_table("mean")
+        mean = dict(zip((int(s) for s in self.sites), self.mean()))
+        keys = [tuple(sorted(t)) for t in self.tuples]
+        return {
+            "moments": np.array([raw[k] for k in keys]),
+            "central": np.array([cen[k] if len(k) > 1 else 0.0 for k in keys]),
+            "cumulants": np.array([cumulant_from_central(k, cen, mean) for k in keys]),
+            "order": np.array([len(k) for k in keys]),
+            "n_samples": self.n_samples, "ess": self.ess,
+        }
+
+
+# ----------------------------------------------------------------------------------------------
+class SampleFunction(Accumulator):
+    """Means (and shifted power sums up to ``max_order``) of per-sample quantities.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(phi, xp) -> array (n, K)`` of K per-sample values (any array module).
+    names : sequence of str
+        Names of the K quantities.
+    max_order : int
+        Power sums kept per quantity (default 2: mean and variance).
+
+    ``result()``: ``{name: mean}`` plus ``variance`` (K,) and ``mean`` (K,) arrays.
+    """
+
+    def __init__(self, fn: Callable, names: Sequence[str], max_order: int = 2, *,
+                 field_shape=None, shift=None):
+        super().__init__(field_shape, shift)
+        if not callable(fn):
+            raise ValueError("fn must be callable fn(phi, xp) -> (n, K)")
+        self.fn = fn
+        self.names = tuple(str(n) for n in names)
+        if not self.names:
+            raise ValueError("names must not be empty")
+        if not isinstance(max_order, (int, np.integer)) or not 1 <= max_order <= 8:
+            raise ValueError(f"max_order must be an int in 1..8, got {max_order!r}")
+        self.max_order = int(max_order)
+
+    def _config(self):
+        return super()._config() + (self.names, self.max_order)
+
+    def _values(self, phi, xp):
+        q = self.fn(phi, xp)
+        q = q.reshape(phi.shape[0], -1)
+        if q.shape[1] != len(self.names):
+            raise ValueError(f"fn returned {q.shape[1]} quantities per sample, expected "
+                             f"{len(self.names)} ({self.names})")
+        return q.astype(xp.float64)
+
+    def _init_shift(self, phi, w, xp):
+        q = self._values(phi, xp)
+        m = q.mean(axis=0) if w is None else _wsum(w, q, xp) / w.sum()
+        self.shift = np.asarray(_to_numpy(m), dtype=np.float64)
+
+    def _chunk_sums(self, phi, w, xp):
+        d = self._values(phi, xp) - xp.asarray(self.shift)
+        out = {}
+        p = d
+        for k in range(1, self.max_order + 1):
+            if k > 1:
+                p = p * d
+            out[f"p{k}"] = _wsum(w, p, xp)
+        return out
+
+    def _reshift(self, sums, sum_w, old, new):
+        return _binom_reshift_power(sums, sum_w, old - new, self.max_order)
+
+    def means(self) -> np.ndarray:
+        return self.shift + self._sums["p1"] / self.sum_w
+
+    def result(self) -> dict:
+        if self.n_samples == 0:
+            raise ValueError(f"{type(self).__name__} has seen no samples")
+        mu = {0: 1.0}
+        for k in range(1, self.max_order + 1):
+            mu[k] = self._sums[f"p{k}"] / self.sum_w
+        mean = self.shift + mu[1]
+        out = {n: float(v) for n, v in zip(self.names, mean)}
+        out["mean"] = mean
+        if self.max_order >= 2:
+            out["variance"] = _central_from_shifted(mu, 2)[2]
+        out["n_samples"] = self.n_samples
+        out["ess"] = self.ess
+        return out
+
+
+class ScalarObservables(SampleFunction):
+    """Standard per-sample observables of PHYSICS.md section 4, and what derives from them.
+
+    Per sample: ``M = (1/V) sum_x phi_x`` (per component), ``|M|``, ``M^2 = |M|^2``, ``M^4``,
+    ``phi2 = (1/V) sum_x |phi_x|^2`` and the link average
+    ``e = (1/(d V)) sum_mu sum_x phi_x . phi_{x+mu}`` (periodic links; on open axes only the
+    interior links, normalised by their number).
+
+    Parameters
+    ----------
+    ndim : int
+        Number of trailing lattice axes d.
+    periodic : bool or sequence of bool
+        Boundary per axis.
+
+    ``result()`` adds the derived quantities (V = number of sites):
+    ``chi_2 = V (<M^2> - |<M>|^2)``, ``chi_abs = V (<M^2> - <|M|>^2)``,
+    ``E = <e> - |<M>|^2`` (Ising energy, (1/d) sum_mu G_c(mu)),
+    ``U4 = 1 - <M^4> / (3 <M^2>^2)`` (Binder cumulant), ``abs_M = <|M|>``.
+    """
+
+    def __init__(self, ndim: int, periodic=True, *, field_shape=None, shift=None):
+        if not isinstance(ndim, (int, np.integer)) or ndim < 1:
+            raise ValueError(f"ndim must be a positive int, got {ndim!r}")
+        self.ndim = int(ndim)
+        per = [bool(periodic)] * self.ndim if np.ndim(periodic) == 0 else [bool(p) for p in periodic]
+        if len(per) != self.ndim:
+            raise ValueError(f"periodic must be a bool or {self.ndim} bools")
+        self.periodic = tuple(per)
+        self._ncomp = None
+        super().__init__(self._compute, self._names(), max_order=2, field_shape=field_shape,
+                         shift=shift)
+
+    def _names(self):
+        return ("abs_M", "M2", "M4", "phi2", "e")
+
+    def _compute(self, phi, xp):
+        n = phi.shape[0]
+        lat_axes = tuple(range(phi.ndim - self.ndim, phi.ndim))
+        M = phi.mean(axis=lat_axes).reshape(n, -1)
+        M2 = (M * M).sum(axis=1)
+        absM = xp.sqrt(M2)
+        V = int(np.prod(phi.shape[-self.ndim:]))
+        phi2 = (phi * phi).reshape(n, -1).sum(axis=1) / V
+        e = xp.zeros(n)
+        for mu, ax in enumerate(lat_axes):
+            L = phi.shape[ax]
+            if self.periodic[mu]:
+                prod = phi * xp.roll(phi, -1, axis=ax)
+                e = e + prod.reshape(n, -1).sum(axis=1) / V
+            elif L >= 2:
+                a = xp.take(phi, xp.arange(L - 1), axis=ax)
+                b = xp.take(phi, xp.arange(1, L), axis=ax)
+                e = e + (a * b).reshape(n, -1).sum(axis=1) / (V * (L - 1) / L)
+        e = e / self.ndim
+        return xp.concatenate([absM[:, None], M2[:, None], (M2 * M2)[:, None], phi2[:, None],
+                               e[:, None], M], axis=1)
+
+    def _values(self, phi, xp):
+        q = self._compute(phi, xp).astype(xp.float64)
+        ncomp = q.shape[1] - 5
+        if self._ncomp is None:
+            self._ncomp = ncomp
+            self.names = self._names() + tuple(f"M_{i}" for i in range(ncomp))
+        return q
+
+    def _config(self):
+        return (type(self).__name__, self.field_shape, self.ndim, self.periodic)
+
+    def result(self) -> dict:
+        out = super().result()
+        V = int(np.prod(self.field_shape[-self.ndim:]))
+        Mvec = np.array([out[n] for n in self.names if n.startswith("M_")])
+        Msq = float(np.sum(Mvec ** 2))
+        out["M"] = float(Mvec[0]) if Mvec.size == 1 else Mvec
+        out["chi_2"] = V * (out["M2"] - Msq)
+        out["chi_abs"] = V * (out["M2"] - out["abs_M"] ** 2)
+        out["E"] = out["e"] - Msq
+        out["U4"] = 1.0 - out["M4"] / (3.0 * out["M2"] ** 2)
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+class Series:
+    """Per-sample time series of scalar quantities (memory O(M K); for the Gamma method).
+
+    Not a power-sum accumulator: it keeps every value with its sample index so that an
+    autocorrelation analysis (observables.errors, method "gamma") can use the chain order.
+
+    Parameters
+    ----------
+    fn : callable ``fn(phi, xp) -> (n, K)``
+    names : sequence of str
+
+    ``update(phi, weights=None, *, log_weight=None, start=None)``: ``start`` is the global
+    index of the chunk's first sample (defaults to the number of samples seen).
+    ``result()``: ``{"index": (M,), "values": (M, K), "log_weight": (M,) or None}`` sorted by index.
+    """
+
+    def __init__(self, fn: Callable, names: Sequence[str]):
+        if not callable(fn):
+            raise ValueError("fn must be callable fn(phi, xp) -> (n, K)")
+        self.fn = fn
+        self.names = tuple(names)
+        self._parts = []
+        self.n_samples = 0
+        self.shift = None
+        self.field_shape = None
+
+    def prepare(self, phi, weights=None, *, log_weight=None):
+        return self
+
+    def update(self, phi, weights=None, *, log_weight=None, start=None):
+        xp = _xp_of(phi)
+        n = phi.shape[0]
+        q = _to_numpy(self.fn(phi, xp)).reshape(n, -1).astype(np.float64)
+        if q.shape[1] != len(self.names):
+            raise ValueError(f"fn returned {q.shape[1]} quantities, expected {len(self.names)}")
+        ref, w = _log_weights(n, weights, log_weight)
+        lw = None if w is None else np.log(w) + ref
+        s = self.n_samples if start is None else int(start)
+        self._parts.append((np.arange(s, s + n), q, lw))
+        self.n_samples += n
+        return self
+
+    def merge(self, other):
+        if not isinstance(other, Series):
+            raise ValueError("can only merge a Series into a Series")
+        self._parts.extend(other._parts)
+        self.n_samples += other.n_samples
+        return self
+
+    def subtract(self, other):
+        ids = {id(p[0]) for p in other._parts}
+        self._parts = [p for p in self._parts if id(p[0]) not in ids]
+        self.n_samples -= other.n_samples
+        return self
+
+    def empty(self):
+        new = copy.copy(self)
+        new._parts = []
+        new.n_samples = 0
+        return new
+
+    def copy(self):
+        new = copy.copy(self)
+        new._parts = list(self._parts)
+        return new
+
+    def result(self) -> dict:
+        if not self._parts:
+            raise ValueError("Series has seen no samples")
+        idx = np.concatenate([p[0] for p in self._parts])
+        order = np.argsort(idx, kind="stable")
+        vals = np.concatenate([p[1] for p in self._parts])[order]
+        lws = [p[2] for p in self._parts]
+        lw = None
+        if any(x is not None for x in lws):
+            lw = np.concatenate([np.zeros(len(p[0])) if p[2] is None else p[2]
+                                 for p in self._parts])[order]
+        return {"index": idx[order], "values": vals, "log_weight": lw, "names": self.names}

@@ -1,0 +1,304 @@
+"""One streaming pass over a field ensemble feeding any number of accumulators.
+
+``measure(store, accumulators)`` reads every complete chunk of a FieldStore once (serially or
+as one dask task per chunk with a tree merge) and updates all accumulators with it. It keeps
+one accumulator set per *block* of consecutive chunks (for jackknife / Gamma-method errors)
+and returns a :class:`Measurement`. Memory: ``n_blocks`` accumulator sets plus one chunk.
+
+Sources: a :class:`nnft.lattice.FieldStore`, a path to one, or an in-memory NumPy/CuPy
+array ``(n_samples, *field_shape)`` (wrapped by :class:`ArraySource`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import ErrorEstimate, estimate, tree_map, tree_merge_copy, _tree_zip
+
+__all__ = ["measure", "Measurement", "ArraySource", "open_source", "block_assignment"]
+
+
+class ArraySource:
+    """An in-memory ensemble that looks like a FieldStore to :func:`measure`.
+
+    Parameters
+    ----------
+    phi : array (n_samples, *field_shape)
+    log_weight : array (n_samples,) or None
+    chunk : int
+        Samples per chunk.
+    lattice : Lattice, PointSet or None
+        Geometry (needed by propagator tools); None: unknown.
+    components : int or None
+    n_replicas : int
+    """
+
+    def __init__(self, phi, log_weight=None, *, chunk: int = 1024, lattice=None,
+                 components=None, n_replicas: int = 1):
+        if not hasattr(phi, "shape") or phi.ndim < 2:
+            raise ValueError("phi must be an array of shape (n_samples, *field_shape)")
+        if not isinstance(chunk, (int, np.integer)) or chunk < 1:
+            raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+        self.phi = phi
+        self.log_weight = None if log_weight is None else np.asarray(log_weight, dtype=float)
+        if self.log_weight is not None and self.log_weight.shape != (phi.shape[0],):
+            raise ValueError(f"log_weight must have shape ({phi.shape[0]},)")
+        self.chunk = int(chunk)
+        self.n_samples = int(phi.shape[0])
+        self.lattice = lattice
+        self.components = components
+        self.n_replicas = n_replicas
+        self.weighted = log_weight is not None
+        self.source = "array"
+        self.spec = None
+        self.extra = {}
+        self.path = None
+        self.attrs = {"source": "array"}
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_samples // self.chunk)
+
+    def chunk_range(self, k):
+        s = k * self.chunk
+        return s, min(s + self.chunk, self.n_samples)
+
+    def complete_chunks(self):
+        return list(range(self.n_chunks))
+
+    def read_chunk(self, k):
+        s, e = self.chunk_range(k)
+        return self.phi[s:e], None if self.log_weight is None else self.log_weight[s:e]
+
+
+def open_source(store):
+    """A FieldStore-like object from a FieldStore, a path, an array or an ArraySource."""
+    if hasattr(store, "read_chunk") and hasattr(store, "chunk_range"):
+        return store
+    if isinstance(store, (str, Path)):
+        from nnft.lattice import FieldStore  # noqa: PLC0415
+
+        return FieldStore.open(store)
+    if hasattr(store, "shape"):
+        return ArraySource(store)
+    raise ValueError(f"store must be a FieldStore, a path or an array, got {type(store).__name__}")
+
+
+def block_assignment(chunks, n_blocks):
+    """Split the (ordered) chunk (or piece) list into ``min(n_blocks, len(chunks))`` contiguous
+    blocks."""
+    chunks = list(chunks)
+    nc = len(chunks)
+    if n_blocks is None or n_blocks == "chunks":
+        B = nc
+    else:
+        if not isinstance(n_blocks, (int, np.integer)) or n_blocks < 1:
+            raise ValueError(f"blocks must be a positive int, 'chunks' or None, got {n_blocks!r}")
+        B = min(int(n_blocks), nc)
+    return [chunks[(b * nc) // B:((b + 1) * nc) // B] for b in range(B)]
+
+
+class Measurement:
+    """Result of :func:`measure`: total and per-block accumulators plus provenance.
+
+    Attributes
+    ----------
+    total : same structure as the ``accumulators`` argument
+        Accumulators over all samples.
+    blocks : list
+        Per-block accumulator structures, in sample order.
+    block_ranges : list of (start, stop)
+        Sample range covered by each block (contiguous chunks).
+    source : the store (or ArraySource) that was read
+    lattice : geometry of the store (or None)
+    n_samples : int
+    """
+
+    def __init__(self, total, blocks, block_ranges, source, chunks):
+        self.total = total
+        self.blocks = blocks
+        self.block_ranges = block_ranges
+        self.source = source
+        self.chunks = chunks
+        self.lattice = getattr(source, "lattice", None)
+        self.n_replicas = int(getattr(source, "n_replicas", 1) or 1)
+        vals = []
+        tree_map(lambda a: vals.append(a.n_samples), total)
+        self.n_samples = max(vals) if vals else 0
+
+    def __getitem__(self, key):
+        return self.total[key]
+
+    def estimate(self, estimator: Callable, method: str = "jackknife", **options) -> ErrorEstimate:
+        """Value and error of ``estimator(accumulators)`` (structure like ``total``)."""
+        return estimate(self.total, self.blocks, estimator, method=method,
+                        block_ranges=self.block_ranges, n_replicas=self.n_replicas, **options)
+
+    def find(self, cls, predicate=None):
+        """Key (or index) of the first total accumulator that is an instance of ``cls``."""
+        items = (self.total.items() if isinstance(self.total, dict)
+                 else enumerate(self.total) if isinstance(self.total, (list, tuple))
+                 else [(None, self.total)])
+        for k, a in items:
+            if isinstance(a, cls) and (predicate is None or predicate(a)):
+                return k
+        raise KeyError(f"no {cls.__name__} accumulator in this measurement")
+
+    def attrs(self) -> dict:
+        """Provenance attrs for result Datasets."""
+        src = self.source
+        out = {"n_samples": int(self.n_samples), "n_blocks": len(self.blocks),
+               "source": str(getattr(src, "source", "")),
+               "store": "" if getattr(src, "path", None) is None else str(src.path)}
+        if getattr(src, "spec", None):
+            import json  # noqa: PLC0415
+
+            out["spec"] = json.dumps(src.spec, sort_keys=True)
+        if getattr(src, "weighted", False):
+            ess = []
+            tree_map(lambda a: ess.append(getattr(a, "ess", np.nan)), self.total)
+            out["weighted"] = 1
+            out["ess"] = float(ess[0]) if ess else float("nan")
+        return out
+
+
+def _update_all(tree, phi, lw, start):
+    from .accumulators import Series  # noqa: PLC0415
+
+    def up(a):
+        if isinstance(a, Series):
+            a.update(phi, log_weight=lw, start=start)
+        else:
+            a.update(phi, log_weight=lw)
+        return a
+
+    return tree_map(up, tree)
+
+
+def _chunk_task(src_ref, k, proto, lo=0, hi=None):
+    """dask task: read samples [lo, hi) of chunk k into fresh copies of the prototypes."""
+    src = src_ref
+    if isinstance(src_ref, (str, Path)):
+        from nnft.lattice import FieldStore  # noqa: PLC0415
+
+        src = FieldStore.open(src_ref)
+    phi, lw = src.read_chunk(k)
+    start = src.chunk_range(k)[0]
+    accs = tree_map(lambda a: a.empty(), proto)
+    return _update_all(accs, phi[lo:hi], None if lw is None else lw[lo:hi], start + lo)
+
+
+def _pieces(src, ks, n_blocks):
+    """Work pieces ``(k, lo, hi)``: whole chunks, or, when there are fewer chunks than error
+    blocks, each chunk cut into contiguous slices (whole time slices of Markov chains), so that
+    the error estimate always has about ``n_blocks`` blocks."""
+    per = 1
+    if isinstance(n_blocks, (int, np.integer)) and n_blocks > len(ks):
+        per = -(-int(n_blocks) // len(ks))
+    R = int(getattr(src, "n_replicas", 1) or 1)
+    out = []
+    for k in ks:
+        a, b = src.chunk_range(k)
+        steps = (b - a) // R
+        cuts = sorted({R * ((i * steps) // per) for i in range(per)} | {b - a})
+        out.extend((k, lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo)
+    return out
+
+
+def _merge2(a, b):
+    _tree_zip(lambda x, y: x.merge(y), a, b)
+    return a
+
+
+def measure(store, accumulators, *, blocks=20, chunks=None, executor: str = "serial",
+            scheduler=None, chunk: int = 1024, lattice=None, log_weight=None,
+            progress: bool = False) -> Measurement:
+    """Run all ``accumulators`` over the ensemble in one streaming pass.
+
+    Parameters
+    ----------
+    store : FieldStore, path, array (n, *field_shape) or ArraySource
+        The ensemble; only complete chunks of a store are read.
+    accumulators : Accumulator, or list / dict of them
+        Updated with every chunk (several accumulators share each read). They are used as
+        prototypes: their shifts are fixed from the first chunk, then per-block copies are
+        filled; the objects passed in are left unchanged.
+    blocks : int, "chunks" or None
+        Number of contiguous chunk blocks kept for error estimates (None / "chunks": one
+        block per chunk). Default 20.
+    chunks : list of int or None
+        Restrict to these chunks (default: all complete chunks).
+    executor : {"serial", "dask"}
+        "dask": one ``dask.delayed`` task per chunk, tree-merged within each block; the
+        result equals the serial pass to float64 rounding (all tasks share one shift).
+    scheduler : dask scheduler or Client, optional
+        Passed to ``dask.compute`` (e.g. "threads", "processes", "synchronous", a Client).
+    chunk, lattice, log_weight :
+        For array input only: samples per chunk, geometry, per-sample log weights.
+    progress : bool
+        Show a progress bar (serial executor).
+
+    Returns
+    -------
+    Measurement
+    """
+    if hasattr(store, "shape") and not hasattr(store, "read_chunk"):
+        src = ArraySource(store, log_weight, chunk=chunk, lattice=lattice)
+    else:
+        src = open_source(store)
+    if executor not in ("serial", "dask"):
+        raise ValueError(f"executor must be 'serial' or 'dask', got {executor!r}")
+    if not isinstance(accumulators, (dict, list, tuple)) and not hasattr(accumulators, "update"):
+        raise ValueError("accumulators must be an accumulator or a list/dict of accumulators")
+    ks = src.complete_chunks() if chunks is None else sorted(int(k) for k in chunks)
+    if not ks:
+        raise ValueError("store has no complete chunks to measure")
+    pieces = _pieces(src, ks, blocks)
+    groups = block_assignment(pieces, blocks)
+    ranges = [(src.chunk_range(g[0][0])[0] + g[0][1], src.chunk_range(g[-1][0])[0] + g[-1][2])
+              for g in groups]
+
+    # prototypes with the shift fixed from the first chunk
+    proto = tree_map(lambda a: a.empty(), accumulators)
+    phi0, lw0 = src.read_chunk(ks[0])
+    tree_map(lambda a: a.prepare(phi0, log_weight=lw0), proto)
+
+    if executor == "serial":
+        from nnft.lattice import progress_bar  # noqa: PLC0415
+
+        block_accs = []
+        cached = (ks[0], phi0, lw0)
+        with progress_bar(len(ks), "measuring", progress) as advance:
+            for g in groups:
+                accs = tree_map(lambda a: a.empty(), proto)
+                for k, lo, hi in g:
+                    if cached[0] != k:
+                        cached = (k, *src.read_chunk(k))
+                        advance()
+                    _, phi, lw = cached
+                    _update_all(accs, phi[lo:hi], None if lw is None else lw[lo:hi],
+                                src.chunk_range(k)[0] + lo)
+                block_accs.append(accs)
+            advance()
+    else:
+        import dask  # noqa: PLC0415
+
+        del phi0
+        ref = str(src.path) if getattr(src, "path", None) is not None else src
+        task = dask.delayed(_chunk_task, pure=False)
+        merge = dask.delayed(_merge2, pure=False)
+        outs = []
+        for g in groups:
+            level = [task(ref, k, proto, lo, hi) for k, lo, hi in g]
+            while len(level) > 1:
+                nxt = [merge(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+                if len(level) % 2:
+                    nxt.append(level[-1])
+                level = nxt
+            outs.append(level[0])
+        kw = {} if scheduler is None else {"scheduler": scheduler}
+        block_accs = list(dask.compute(*outs, **kw))
+    total = tree_merge_copy(block_accs)
+    return Measurement(total, block_accs, ranges, src, ks)

@@ -1,0 +1,329 @@
+"""Coarse-graining of cos-net ensembles in parameter space (PHYSICS.md section 8, arXiv:2405.17538).
+
+A stored network ensemble records its spec and seed; chunk k is ``draw_params`` from
+``chunk_rng(seed, k)``. :class:`CoarseGrainedSource` regenerates the parameters of every chunk,
+drops the neurons outside the cutoff and re-evaluates the fields, presenting the result with the
+FieldStore reading protocol so that every observable runs on it unchanged.
+
+Cutoffs
+-------
+* ``mode="momentum"``: keep neurons with |p_i| <= Lambda (``metric="pmag"``: the continuum
+  |p| with components folded into (-pi/a, pi/a]; ``"phat"``: the lattice momentum phat).
+* ``mode="fisher"``: keep neurons whose Fisher information I_i = 1/(p_i^2 + m^2) (of the amplitude
+  of a cos-net with amplitude factor 1/sqrt(p^2 + m^2)) is at least the cutoff I_c. This is the
+  momentum cutoff Lambda^2 = 1/I_c - m^2 (:func:`fisher_to_momentum`).
+
+For the lattice cos-net, dropping the neurons with |p| > Lambda leaves exactly the momentum-shell
+propagator Gt(p) theta(Lambda - |p|) at every width (:func:`shell_propagator`), and the
+connected 4-point function of the kept neurons is the cos-net formula with G replaced by the cut
+propagator G_Lambda and the single-neuron scale G(0) unchanged (``cluster.cosnet_g4c(G_Lambda,
+..., G0=G(0))``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .symmetry import _jk_error, assess_deviations, correlator_replicas
+
+__all__ = ["CoarseGrainedSource", "fisher_information", "fisher_to_momentum",
+           "shell_propagator", "coarse_grained_propagator", "rg_flow", "plot_rg_flow"]
+
+_COS_ARCHS = ("LatticeCosNet", "ContinuumCosNet", "GaussianCosNet")
+
+
+def fisher_information(p2, m2):
+    """Fisher information (up to a constant) of a cos-net amplitude at momentum^2 p2: 1/(p2 + m2)."""
+    return 1.0 / (np.asarray(p2, dtype=float) + m2)
+
+
+def fisher_to_momentum(I_c, m2):
+    """Momentum cutoff Lambda with I(Lambda) = I_c: Lambda^2 = 1/I_c - m^2 (0 if negative)."""
+    if I_c <= 0:
+        raise ValueError(f"I_c: must be positive, got {I_c}")
+    return math.sqrt(max(1.0 / I_c - m2, 0.0))
+
+
+def _p2_of_lattice(lattice, metric):
+    if metric == "pmag":
+        return np.asarray(lattice.pmag2())
+    if metric == "phat":
+        return np.asarray(lattice.phat2())
+    raise ValueError(f"metric: must be 'pmag' or 'phat', got {metric!r}")
+
+
+def shell_propagator(lattice, m2, cutoff, *, metric="pmag", mode="momentum"):
+    """Exact coarse-grained lattice propagator Gt(p) theta(Lambda - |p|), shape lattice.shape.
+
+    With ``mode="fisher"`` the cutoff is I_c and the kept region is 1/(p^2 + m^2) >= I_c.
+    """
+    from nnft.lattice import free_propagator_momentum
+
+    Gt = np.asarray(free_propagator_momentum(lattice, m2))
+    p2 = _p2_of_lattice(lattice, metric)
+    return Gt * _keep(p2, cutoff, mode, m2)
+
+
+def _keep(p2, cutoff, mode, m2):
+    if mode == "momentum":
+        return p2 <= cutoff ** 2 * (1 + 1e-12)
+    if mode == "fisher":
+        return fisher_information(p2, m2) >= cutoff * (1 - 1e-12)
+    raise ValueError(f"mode: must be 'momentum' or 'fisher', got {mode!r}")
+
+
+class CoarseGrainedSource:
+    """A cos-net FieldStore with the neurons outside a cutoff removed, regenerated on the fly.
+
+    Parameters
+    ----------
+    store : FieldStore
+        A complete network store of a LatticeCosNet, ContinuumCosNet or GaussianCosNet
+        (provenance: spec, seed, numpy backend).
+    cutoff : float
+        Lambda (``mode="momentum"``) or the information cutoff I_c (``mode="fisher"``).
+    mode : {"momentum", "fisher"}
+    metric : {"pmag", "phat"}
+        |p|^2 of lattice momenta for LatticeCosNet (continuum nets use |w|^2).
+    m2 : float, optional
+        Mass^2 in the Fisher information (default: the spec's ``m2``).
+    verify : bool
+        Check that re-evaluating chunk 0 without a cutoff reproduces the stored chunk.
+
+    Attributes mirror a FieldStore (``n_samples``, ``chunk``, ``n_chunks``, ``lattice``,
+    ``components``, ``spec``, ``chunk_range``, ``read_chunk``, ``iter_chunks``, ...).
+    ``kept_fraction`` is the mean fraction of neurons kept (after a full pass).
+    """
+
+    def __init__(self, store, cutoff, *, mode="momentum", metric="pmag", m2=None, verify=True):
+        from nnft.ensembles import spec_from_dict
+
+        if getattr(store, "spec", None) is None or getattr(store, "seed", None) is None:
+            raise ValueError("store: needs network provenance (spec and seed) to regenerate chunks")
+        spec = spec_from_dict(store.spec)
+        arch = type(spec).__name__
+        if arch not in _COS_ARCHS:
+            raise ValueError(f"store: coarse-graining needs a cos-net spec {_COS_ARCHS}, got {arch}")
+        backend = getattr(store, "backend", "numpy") or "numpy"
+        if backend != "numpy":
+            raise ValueError(f"store: regenerating chunks needs the numpy backend, store has {backend!r}")
+        if mode not in ("momentum", "fisher"):
+            raise ValueError(f"mode: must be 'momentum' or 'fisher', got {mode!r}")
+        if not cutoff > 0:
+            raise ValueError(f"cutoff: must be positive, got {cutoff}")
+        self.base = store
+        self.spec_obj = spec
+        self.cutoff = float(cutoff)
+        self.mode = mode
+        self.metric = metric
+        self.m2 = float(getattr(spec, "m2", 0.0) if m2 is None else m2)
+        if mode == "fisher" and self.m2 <= 0:
+            raise ValueError("m2: the Fisher cutoff needs a positive mass (spec has no m2)")
+        self.lattice = store.lattice
+        self.n_samples = store.n_samples
+        self.chunk = store.chunk
+        self.n_chunks = store.n_chunks
+        self.components = store.components
+        self.n_replicas = 1
+        self.weighted = False
+        self.source = "coarse_grained"
+        self.spec = store.spec
+        self.seed = store.seed
+        self.path = None
+        self.extra = {"cutoff": self.cutoff, "mode": mode, "metric": metric}
+        self.attrs = {"source": "coarse_grained", "cutoff": self.cutoff, "mode": mode}
+        self._kept = [0.0, 0]
+        if arch == "LatticeCosNet":
+            self._p2 = _p2_of_lattice(self.lattice, metric).ravel()
+        if verify:
+            phi0 = self._regen(0, cut=False)
+            ref, _ = store.read_chunk(0)
+            if not np.allclose(np.asarray(phi0), np.asarray(ref), rtol=1e-9, atol=1e-9):
+                raise ValueError("store: regenerated chunk 0 differs from the stored one "
+                                 "(provenance mismatch: spec, seed or engine version)")
+
+    # -- FieldStore reading protocol ---------------------------------------------------------
+    def chunk_range(self, k):
+        return self.base.chunk_range(k)
+
+    def complete_chunks(self):
+        return list(self.base.complete_chunks())
+
+    def missing_chunks(self):
+        return list(self.base.missing_chunks())
+
+    def read_chunk(self, k):
+        return self._regen(k, cut=True), None
+
+    def iter_chunks(self, chunks=None):
+        for k in (self.complete_chunks() if chunks is None else chunks):
+            yield k, self._regen(k, cut=True), None
+
+    @property
+    def kept_fraction(self):
+        return self._kept[0] / max(self._kept[1], 1)
+
+    # -- regeneration -------------------------------------------------------------------------
+    def _regen(self, k, cut=True):
+        from nnft.ensembles import draw_params, evaluate
+        from nnft.lattice import chunk_rng
+
+        start, stop = self.chunk_range(k)
+        n = stop - start
+        spec, lat = self.spec_obj, self.lattice
+        params = draw_params(spec, lat, n, chunk_rng(self.seed, k, np), np)
+        if cut:
+            if "k" in params:  # LatticeCosNet
+                p2 = self._p2[params["k"]]
+                keep = _keep(p2, self.cutoff, self.mode, self.m2)
+                params["a"] = params["a"] * keep[:, None, :]
+            else:
+                w = params["W0"]
+                p2 = np.sum(w * w, axis=-1)
+                keep = _keep(p2, self.cutoff, self.mode, self.m2)
+                params["W1"] = params["W1"] * keep[:, None, :]
+            self._kept[0] += float(keep.sum())
+            self._kept[1] += keep.size
+        phi = evaluate(spec, params, lat, np)
+        shape = (n,) + (() if spec.components is None else (spec.n_components,)) + tuple(lat.shape)
+        return np.asarray(phi).reshape(shape)
+
+
+def coarse_grained_propagator(source, *, n_blocks=32):
+    """Measured <phit(p) phit(-p)>/V on a periodic lattice with jackknife replicas.
+
+    Returns (value, error, replicas) arrays over lattice.shape (scalar fields).
+    """
+    lat = source.lattice
+    shape = tuple(lat.shape)
+    V = int(np.prod(shape))
+    axes = tuple(range(1, len(shape) + 1))
+    idx = np.arange(V)
+    kv = np.stack(np.unravel_index(idx, shape), -1)
+    neg = np.ravel_multi_index(tuple(np.moveaxis((-kv) % np.asarray(shape), -1, 0)), shape)
+
+    def feats(phi):
+        if phi.ndim != len(shape) + 1:
+            raise ValueError("source: the coarse-grained propagator needs a scalar field")
+        return np.fft.fftn(phi, axes=axes).reshape(phi.shape[0], V)
+
+    res = correlator_replicas(source, np.stack([idx, neg], 1), stat="moment", features=feats,
+                              n_blocks=n_blocks)
+    val = np.real(res.value) / V
+    reps = np.real(res.replicas) / V
+    return val.reshape(shape), _jk_error(reps).reshape(shape), reps.reshape((n_blocks,) + shape)
+
+
+def rg_flow(store, cutoffs, *, mode="momentum", metric="pmag", n_blocks=32, alpha=0.01,
+            rtol_floor=1e-9, quartic=True, n_tuples=12, seed=0):
+    """Flow of the propagator (and of the fitted quartic coupling) under cos-net coarse-graining.
+
+    For each cutoff the store's chunks are regenerated without the shell
+    (:class:`CoarseGrainedSource`) and the momentum-space propagator is compared, momentum by
+    momentum, with the exact momentum-shell flow Gt(p) theta(Lambda - |p|) of the free lattice
+    scalar (LatticeCosNet stores). Momenta outside the cutoff have exactly zero propagator; a
+    relative error floor ``rtol_floor * Gt(0)`` guards against float round-off there.
+
+    With ``quartic=True`` the connected 4-point function of the coarse-grained ensemble is fitted
+    with the local tree-level template built from the cut propagator
+    (``couplings.quartic_coupling``), giving lambda(Lambda); for LatticeCosNet the same fit of
+    the exact finite-width result (``cluster.cosnet_g4c`` with G_Lambda) is reported alongside as
+    ``lam_expected``.
+
+    Returns
+    -------
+    xarray.Dataset
+        dims ``cutoff`` and the momentum axes: ``Gt``, ``Gt_error``, ``Gt_expected`` (if known);
+        over ``cutoff``: ``max_abs_z``, ``passed``, ``kept_fraction`` [, ``lam``, ``lam_error``,
+        ``lam_expected``]; attrs ``verdict`` ("matches the momentum-shell flow" / "does not match").
+    """
+    import xarray as xr
+    from nnft.ensembles import spec_from_dict
+    from nnft.lattice import free_propagator
+
+    spec = spec_from_dict(store.spec)
+    lat = store.lattice
+    if getattr(lat, "boundary", "open") != "periodic" or getattr(lat, "kind", "") != "lattice":
+        raise ValueError("store: the RG flow needs a periodic Lattice")
+    shape = tuple(lat.shape)
+    exact = type(spec).__name__ == "LatticeCosNet"
+    cutoffs = np.asarray(cutoffs, dtype=float)
+    Gts, errs, exps, maxz, passed, kept, lams, lam_errs, lam_exp = ([] for _ in range(9))
+    for c in cutoffs:
+        src = CoarseGrainedSource(store, c, mode=mode, metric=metric, verify=len(Gts) == 0)
+        val, err, reps = coarse_grained_propagator(src, n_blocks=n_blocks)
+        Gts.append(val)
+        errs.append(err)
+        kept.append(src.kept_fraction)
+        if exact:
+            e = shell_propagator(lat, spec.m2, c, metric=metric, mode=mode)
+            exps.append(e)
+            err_f = np.sqrt(err ** 2 + (rtol_floor * e.flat[0]) ** 2)
+            v = assess_deviations((val - e).ravel(), err_f.ravel(), dof=n_blocks - 1, alpha=alpha)
+            maxz.append(v["max_abs_z"])
+            passed.append(int(v["passed"]))
+        if quartic and exact:
+            from .cluster import amplitude_moments, cosnet_g4c
+            from .couplings import fit_quartic, local_tuples, quartic_coupling, vertex_sum
+
+            GL = np.fft.ifftn(shell_propagator(lat, spec.m2, c, metric=metric, mode=mode)).real
+            t4 = local_tuples(lat, 4, n_tuples, seed=seed)
+            ds4 = quartic_coupling(src, lat, GL, tuples=t4, n_blocks=n_blocks)
+            lams.append(ds4.attrs["lam"])
+            lam_errs.append(ds4.attrs["lam_error"])
+            G0 = float(free_propagator(lat, spec.m2).flat[0])
+            k4 = amplitude_moments(spec.amplitude)[0] if spec.components is None else np.nan
+            g4 = cosnet_g4c(GL, t4, spec.width, kurtosis=k4, G0=G0)
+            lam_exp.append(fit_quartic(g4, np.asarray(ds4["error"]),
+                                       vertex_sum(GL, t4, lattice=lat))["lam"])
+    mdims = tuple(f"p{i}" for i in range(len(shape)))
+    data = {"Gt": (("cutoff",) + mdims, np.array(Gts)),
+            "Gt_error": (("cutoff",) + mdims, np.array(errs)),
+            "kept_fraction": ("cutoff", np.array(kept))}
+    attrs = {"mode": mode, "metric": metric, "n_blocks": n_blocks, "arch": type(spec).__name__}
+    if exact:
+        data["Gt_expected"] = (("cutoff",) + mdims, np.array(exps))
+        data["max_abs_z"] = ("cutoff", np.array(maxz))
+        data["passed"] = ("cutoff", np.array(passed))
+        ok = all(passed)
+        attrs.update({"verdict": "matches the momentum-shell flow" if ok else "does not match",
+                      "passed": int(ok)})
+    if lams:
+        data["lam"] = ("cutoff", np.array(lams))
+        data["lam_error"] = ("cutoff", np.array(lam_errs))
+        data["lam_expected"] = ("cutoff", np.array(lam_exp))
+    coords = {"cutoff": cutoffs}
+    coords.update({f"p{i}": np.arange(L) for i, L in enumerate(shape)})
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    ds = ds.assign_coords(p2=(mdims, _p2_of_lattice(lat, metric)))
+    return ds
+
+
+def plot_rg_flow(ds, path):
+    """PNG: coarse-grained propagator against |p| for each cutoff, with the exact shell flow."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = np.sqrt(np.asarray(ds["p2"]).ravel())
+    order = np.argsort(p)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, c in enumerate(np.asarray(ds["cutoff"])):
+        g = np.asarray(ds["Gt"][i]).ravel()
+        e = np.asarray(ds["Gt_error"][i]).ravel()
+        ax.errorbar(p[order], g[order], e[order], fmt="o", ms=3, color=f"C{i}",
+                    label=f"Lambda = {c:.3g}")
+        if "Gt_expected" in ds:
+            ax.plot(p[order], np.asarray(ds["Gt_expected"][i]).ravel()[order], "-",
+                    color=f"C{i}", lw=0.8)
+    ax.set_xlabel("|p|")
+    ax.set_ylabel("Gt(p) after coarse-graining")
+    ax.set_title("momentum-shell RG flow (lines: Gt(p) theta(Lambda - |p|))")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    from pathlib import Path
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
