@@ -23,109 +23,39 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from nnft.lattice import Lattice, free_field_exact, sample_free_field
-from nnft.lattice.actions import Phi4Action, free_action
-from nnft.lattice.mcmc import HMC, Metropolis, run_chain
+from nnft.lattice import Lattice, sample_free_field
+from nnft.lattice.actions import Phi4Action
+from nnft.lattice.mcmc import HMC, run_chain
 from nnft.observables.gamma import chain_observables, gamma_error, primary_series
 from nnft.observables.reweighting import ReweightingWarning, base_mass, reweighted_observables
 
 REL_ERR = 0.01  # target relative error for "time to error"
 
 
-def machine():
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    return {"cpu": cpu, "cores": cores, "platform": platform.platform(),
-            "python": platform.python_version(), "numpy": np.__version__, "backend": "numpy"}
+# The free-field part lives in nnft.compare (also driven by `nnft run` configs with [mcmc]).
+from nnft.compare import machine, run_markov  # noqa: E402
+from nnft.compare import run_independent as _run_independent  # noqa: E402
 
 
-def m2_for(L):
-    return (2 * math.sinh(2.0 / L)) ** 2
-
-
-# ------------------------------------------------------------------ part 1: free field
-def _analyse(series, R, V, exact, wall, n_updates, label, L, extra=None):
-    ds = chain_observables(series, n_replicas=R, volume=V, include_primary=False)
-    row = {"method": label, "L": L, "n_samples": int(series.shape[0]), "wall_s": wall,
-           "time_per_sample_s": wall / series.shape[0], "n_updates": int(n_updates)}
-    for o in ("chi", "E", "G0", "abs_M"):
-        v = ds.sel(observable=o)
-        val, err = float(v.value), float(v.error)
-        tau, neff = float(v.tau_int), float(v.n_eff)
-        row[o] = {"value": val, "error": err, "exact": exact[o], "z": (val - exact[o]) / err,
-                  "tau_int": tau, "dtau_int": float(v.dtau_int), "n_eff": neff}
-        if o in ("chi", "E"):
-            row[o]["time_to_1pct_s"] = wall * (err / (REL_ERR * abs(exact[o]))) ** 2
-    row["time_per_indep_sample_s"] = wall / row["chi"]["n_eff"]
-    # reliability of tau_int: the window needs many tau per chain
-    per_chain = series.shape[0] // R
-    row["tau_reliable"] = bool(per_chain > 50 * row["chi"]["tau_int"])
-    if extra:
-        row.update(extra)
+def _with_1pct(row):
+    for o in ("chi", "E"):
+        row[o]["time_to_1pct_s"] = row[o]["time_to_target_s"]
     return row
 
 
 def run_independent(kind, L, n, width_factor=None, seed=1):
-    lat = Lattice((L, L))
-    m2 = m2_for(L)
-    parts = []
-    cb = lambda k, phi, lw: parts.append(primary_series(np.asarray(phi), 2))  # noqa: E731
-    chunk = min(n, max(100, 2 ** 18 // lat.volume))
-    t0 = time.perf_counter()
-    if kind == "exact":
-        sample_free_field(lat, m2, n, chunk=chunk, seed=seed, callback=cb)
-        label = "exact sampler"
-    else:
-        from nnft.ensembles import LatticeCosNet, generate
-
-        N = width_factor * lat.volume
-        generate(LatticeCosNet(N, m2), lat, n, chunk=chunk, seed=seed, callback=cb)
-        label = f"cos-net N={width_factor}V"
-    wall = time.perf_counter() - t0
-    return _analyse(np.concatenate(parts), 1, lat.volume, free_field_exact(lat, m2), wall, n,
-                    label, L)
+    return _with_1pct(_run_independent(kind, L, n, width_factor, seed=seed, rel_err=REL_ERR))
 
 
 def run_mcmc(kind, L, n_chains, n_times, traj_length=1.0, seed=1, label=None):
-    lat = Lattice((L, L))
-    m2 = m2_for(L)
-    act = free_action(lat, m2)
-    if kind == "hmc":
-        sampler = HMC(act, traj_length=traj_length, eps=min(0.5, traj_length))
-        label = label or f"HMC tau={traj_length:g}"
-    else:
-        sampler = Metropolis(act, delta=1.5)
-        label = "Metropolis"
-    parts = []
-    t0 = time.perf_counter()
-    res = run_chain(sampler, n_chains, n_times, callback=lambda k, phi, lw: parts.append(
-        primary_series(phi, 2)), seed=seed, n_therm=200, chunk_times=max(1, 2 ** 17 // (n_chains * lat.volume)))
-    wall = time.perf_counter() - t0
-    extra = {"settings": res.settings, "acceptance": res.acceptance, "n_chains": n_chains}
-    if res.exp_mdH is not None:
-        g = gamma_error(res.exp_mdH.ravel(), n_replicas=n_chains)
-        extra["exp_mdH"] = {"value": g.value, "error": g.error}
-    return _analyse(np.concatenate(parts), n_chains, lat.volume, free_field_exact(lat, m2), wall,
-                    n_times * n_chains, label, L, extra)
+    return _with_1pct(run_markov(kind, L, n_chains, n_times, traj_length=traj_length, seed=seed,
+                                 n_therm=200, rel_err=REL_ERR, label=label))
 
 
 def part1(sizes, quick, log):

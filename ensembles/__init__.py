@@ -11,11 +11,13 @@ from .params import draw_params
 from .evaluate import evaluate
 from .spectral import lattice_cos_spectral
 from .engine import chunk_fields, generate, generate_distributed, make_chunk_function
+from .philox import fused_key, fused_params, philox4x32
 
 __all__ = [
     "Spec", "GaussNet", "ErfNet", "ReLUNet", "TanhNet", "ActivationNet", "DeepMLP",
     "GaussianCosNet", "ContinuumCosNet", "LatticeCosNet", "CorrelatedNet", "spec_from_dict",
     "spec_from_json", "ARCHITECTURES", "ACTIVATIONS", "gp_kernel", "neuron_moment",
     "continuum_propagator", "draw_params", "evaluate", "lattice_cos_spectral", "chunk_fields",
-    "generate", "generate_distributed", "make_chunk_function",
+    "generate", "generate_distributed", "make_chunk_function", "fused_key", "fused_params",
+    "philox4x32",
 ]

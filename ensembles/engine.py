@@ -6,6 +6,13 @@ chunk are drawn first in a fixed order (``params.draw_params``), then evaluated 
 any split of the work into calls, after an interruption and resume (the store's complete-chunk
 record), for any number of dask workers, and for any evaluation ``block``. CPU (PCG64) and GPU
 (Philox) streams differ; the store records backend and bit generator.
+
+``method="fused"`` (single-layer GaussNet/ErfNet/ReLUNet/TanhNet): chunk ``k`` is instead defined by
+the Philox4x32-10 key ``fused_key(seed, k)`` and the counter-based stream of ``ensembles.philox``;
+on CuPy the parameters are generated inside the evaluation kernel (never stored), on NumPy the same
+parameters are generated with the vectorised Philox and evaluated in float64. The two backends
+then draw the same parameters (float32 values, up to a few ulp of Box-Muller rounding); the store
+records bit generator "Philox4x32-10 (in-kernel)" and ``extra["method"] = "fused"``.
 """
 from __future__ import annotations
 
@@ -21,6 +28,8 @@ from .params import draw_params
 from .specs import LatticeCosNet, Spec, spec_from_dict
 
 ENGINE_VERSION = 1
+METHODS = ("auto", "dense", "spectral", "cuda", "fused")
+FUSED_BIT_GENERATOR = "Philox4x32-10 (in-kernel)"
 
 
 def _lattice_api():
@@ -44,12 +53,39 @@ def _check_geometry(spec, lattice):
     spec.check_geometry(lattice)
 
 
-def chunk_fields(spec: Spec, lattice, n: int, rng, xp=np, *, block=None, method="auto"):
+def _fused_chunk(spec, lattice, n, key, xp, block, out_dtype):
+    from .cuda import fused_supported
+
+    if not fused_supported(spec):
+        raise ValueError(f"method='fused' supports GaussNet, ErfNet, ReLUNet and TanhNet, not "
+                         f"{type(spec).__name__}")
+    if isinstance(key, np.random.SeedSequence):
+        key = tuple(int(v) for v in key.generate_state(2, dtype=np.uint32))
+    if not (isinstance(key, (tuple, list, np.ndarray)) and len(key) == 2):
+        raise ValueError("rng: method='fused' needs the chunk's Philox key (2 ints, see "
+                         f"philox.fused_key) or its SeedSequence, got {key!r}")
+    L = _lattice_api()
+    if L.backend_name(xp) == "cupy":
+        from .cuda import fused_single_layer_cuda
+
+        return fused_single_layer_cuda(spec, lattice, key, n, out_dtype=out_dtype or "float64")
+    from .philox import fused_params
+
+    return evaluate(spec, fused_params(spec, n, key), lattice, np, block=block, method="dense")
+
+
+def chunk_fields(spec: Spec, lattice, n: int, rng, xp=np, *, block=None, method="auto",
+                 out_dtype=None):
     """Draw ``n`` networks from ``rng`` and return their fields ``(n, [D], *lattice.shape)``.
 
     ``method``: "auto" (CuPy fused kernels on the GPU, spectral for LatticeCosNet), "dense",
-    "spectral" or "cuda".
+    "spectral", "cuda" or "fused" (then ``rng`` is the chunk's Philox key ``(k0, k1)``, see
+    ``philox.fused_key``, or its SeedSequence; ``out_dtype`` lets the CuPy kernel write float32
+    directly).
     """
+    shape = (n,) + (() if spec.components is None else (spec.n_components,)) + tuple(lattice.shape)
+    if method == "fused":
+        return _fused_chunk(spec, lattice, n, rng, xp, block, out_dtype).reshape(shape)
     params = draw_params(spec, lattice, n, rng, xp)
     L = _lattice_api()
     use_cuda = method == "cuda" or (method == "auto" and L.backend_name(xp) == "cupy")
@@ -60,7 +96,6 @@ def chunk_fields(spec: Spec, lattice, n: int, rng, xp=np, *, block=None, method=
     else:
         phi = evaluate(spec, params, lattice, xp, block=block,
                        method="auto" if method in ("auto", "cuda") else method)
-    shape = (n,) + (() if spec.components is None else (spec.n_components,)) + tuple(lattice.shape)
     return phi.reshape(shape)
 
 
@@ -71,18 +106,28 @@ def make_chunk_function(spec: Spec, lattice, seed: int, xp=np, *, block=None, me
     block = _check_block(block)
 
     def make_chunk(k, start, stop):
-        rng = L.chunk_rng(seed, k, xp)
-        phi = chunk_fields(spec, lattice, stop - start, rng, xp, block=block, method=method)
+        if method == "fused":
+            from .philox import fused_key
+
+            rng = fused_key(seed, k)
+        else:
+            rng = L.chunk_rng(seed, k, xp)
+        phi = chunk_fields(spec, lattice, stop - start, rng, xp, block=block, method=method,
+                           out_dtype=str(np.dtype(dtype)))
         return phi.astype(dtype, copy=False)
 
     return make_chunk
 
 
-def _open_store(store, spec, lattice, n_samples, chunk, seed, xp, dtype):
+def _open_store(store, spec, lattice, n_samples, chunk, seed, xp, dtype, method="auto"):
     L = _lattice_api()
+    extra = {"engine": "nnft.ensembles", "engine_version": ENGINE_VERSION}
+    bitgen = L.bit_generator_name(xp)
+    if method == "fused":
+        extra["method"] = "fused"
+        bitgen = FUSED_BIT_GENERATOR
     kw = dict(components=spec.components, source="network", spec=spec.to_dict(), seed=seed,
-              backend=L.backend_name(xp), bit_generator=L.bit_generator_name(xp), dtype=dtype,
-              extra={"engine": "nnft.ensembles", "engine_version": ENGINE_VERSION})
+              backend=L.backend_name(xp), bit_generator=bitgen, dtype=dtype, extra=extra)
     if isinstance(store, L.FieldStore):
         diffs = []
         if store.lattice != lattice:
@@ -96,6 +141,8 @@ def _open_store(store, spec, lattice, n_samples, chunk, seed, xp, dtype):
             diffs.append(f"seed: store has {store.seed}, expected {seed}")
         if store.source != "network":
             diffs.append(f"source: store has {store.source!r}, expected 'network'")
+        if store.bit_generator is not None and store.bit_generator != bitgen:
+            diffs.append(f"bit_generator: store has {store.bit_generator!r}, expected {bitgen!r}")
         if diffs:
             raise L.StoreMismatchError(f"store {str(store.path)!r} does not match: " + "; ".join(diffs))
     else:
@@ -111,7 +158,7 @@ def _open_store(store, spec, lattice, n_samples, chunk, seed, xp, dtype):
 
 def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, seed=None,
              backend=None, callback=None, block=None, progress: bool = False, client=None,
-             chunks=None, dtype="float64", method="auto", threads=None):
+             chunks=None, dtype="float64", method="auto", threads=None, writer_threads=None):
     """Generate ``n_samples`` field configurations of the network ensemble ``spec`` on ``lattice``.
 
     Parameters
@@ -146,11 +193,18 @@ def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, se
         Only make these chunks (the rest stay missing); for splitting work by hand.
     dtype : {"float64", "float32"}
         Storage dtype (computation is float64).
-    method : {"auto", "dense", "spectral", "cuda"}
-        Evaluation path (see :func:`chunk_fields`).
+    method : {"auto", "dense", "spectral", "cuda", "fused"}
+        Evaluation path (see :func:`chunk_fields`). "fused" (GaussNet, ErfNet, ReLUNet, TanhNet):
+        parameters from the counter-based Philox stream, generated inside the GPU kernel with
+        CuPy (float32 arithmetic), or with vectorised NumPy Philox and float64 evaluation.
     threads : int or None
         Chunks computed concurrently in threads (None: min(cores, 4) with NumPy, 1 with CuPy).
         Never changes results.
+    writer_threads : int or None
+        Background threads that copy finished chunks to the host, compress and write them (and
+        call ``callback``) while the next chunks are computed (None: 1 with CuPy, 0 = in the
+        calling thread with NumPy). With more than one, sinks may run out of order. Never changes
+        results.
 
     Returns
     -------
@@ -163,8 +217,14 @@ def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, se
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
-    if method not in ("auto", "dense", "spectral", "cuda"):
-        raise ValueError(f"method must be 'auto', 'dense', 'spectral' or 'cuda', got {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "fused":
+        from .cuda import fused_supported
+
+        if not fused_supported(spec):
+            raise ValueError(f"method='fused' supports GaussNet, ErfNet, ReLUNet and TanhNet, "
+                             f"not {type(spec).__name__}")
     block = _check_block(block)
     if seed is not None:
         seed = L.resolve_seed(seed)
@@ -172,7 +232,8 @@ def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, se
     if store is None and callback is None:
         raise ValueError("give a store to write to, a callback to stream to, or both")
     if store is not None:
-        store = _open_store(store, spec, lattice, int(n_samples), int(chunk), seed, xp, dtype)
+        store = _open_store(store, spec, lattice, int(n_samples), int(chunk), seed, xp, dtype,
+                            method)
         seed = store.seed
     seed = L.resolve_seed(seed)
     if client is not None:
@@ -185,6 +246,7 @@ def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, se
                                      dtype=dtype)
     desc = f"{type(spec).__name__} N={getattr(spec, 'width', '?')}"
     threads = _check_threads(threads, xp)
+    writer_threads = _check_writer_threads(writer_threads, xp)
     n_chunks = -(-int(n_samples) // int(chunk))
     if chunks is None:
         todo = store.missing_chunks() if store is not None else list(range(n_chunks))
@@ -196,15 +258,67 @@ def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, se
         if store is not None:
             todo = [k for k in todo if not store.is_chunk_complete(k)]
 
+    on_gpu = L.backend_name(xp) == "cupy"
+    if writer_threads > 0 and on_gpu:
+        make_chunk = _with_event(make_chunk)
+
     def sink(k, phi):
+        dev = phi
+        if isinstance(phi, tuple):  # (device chunk, event): copy on a side stream after the event
+            dev, ev = phi
+            phi = _to_host_after(dev, ev)
         if store is not None:
             store.write_chunk(k, phi)
         if callback is not None:
-            callback(k, phi, None)
+            callback(k, dev, None)
 
     run_pipeline(todo, lambda k: L.chunk_bounds(int(n_samples), int(chunk), k), make_chunk, sink,
-                 threads=threads, progress=progress, description=desc)
+                 threads=threads, progress=progress, description=desc,
+                 writer_threads=writer_threads)
     return store
+
+
+def _with_event(make_chunk):
+    """Wrap a CuPy chunk producer to also return a CUDA event recorded after the chunk."""
+    def wrapped(k, start, stop):
+        import cupy
+
+        phi = make_chunk(k, start, stop)
+        ev = cupy.cuda.Event(block=False, disable_timing=True)
+        ev.record()
+        return phi, ev
+
+    return wrapped
+
+
+_SIDE_STREAMS = {}
+
+
+def _to_host_after(phi, ev):
+    """Device-to-host copy of ``phi`` on a non-blocking per-thread stream once ``ev`` completed."""
+    import threading
+
+    import cupy
+
+    key = threading.get_ident()
+    s = _SIDE_STREAMS.get(key)
+    if s is None:
+        s = _SIDE_STREAMS[key] = cupy.cuda.Stream(non_blocking=True)
+    s.wait_event(ev)
+    out = phi.get(stream=s)
+    s.synchronize()
+    return out
+
+
+def _check_writer_threads(writer_threads, xp):
+    L = _lattice_api()
+    if writer_threads is None:
+        return 1 if L.backend_name(xp) == "cupy" else 0
+    if (isinstance(writer_threads, bool) or not isinstance(writer_threads, (int, np.integer))
+            or writer_threads < 0):
+        raise ValueError(f"writer_threads must be a non-negative integer or None, got "
+                         f"{writer_threads!r}")
+    return int(writer_threads)
 
 
 def _check_threads(threads, xp):
@@ -217,14 +331,39 @@ def _check_threads(threads, xp):
 
 
 def run_pipeline(todo, bounds, make_chunk, sink, *, threads=1, progress=False,
-                 description="generating"):
+                 description="generating", writer_threads=0):
     """Make the chunks ``todo`` (in order) and hand each to ``sink(k, phi)`` in that order.
 
     With ``threads > 1`` up to ``threads`` chunks are computed at once in a thread pool (NumPy,
     SciPy and the random generators release the GIL), while the calling thread writes finished
     chunks; every chunk still comes only from its own stream, so results do not depend on it.
     Memory: at most ``threads + 1`` chunks in flight.
+
+    With ``writer_threads > 0`` the sinks run in that many background threads (in order for one
+    thread) while the calling thread goes on producing chunks: computation overlaps the
+    host copy, compression and writing. At most ``writer_threads + 1`` finished chunks wait; the
+    first sink error is raised after the submitted sinks have finished.
     """
+    if writer_threads and writer_threads > 0 and len(todo) > 1:
+        with ThreadPoolExecutor(max_workers=int(writer_threads)) as wx:
+            pending = collections.deque()
+
+            def drain(limit):
+                while len(pending) > limit:
+                    pending.popleft().result()
+
+            def async_sink(k, phi):
+                drain(int(writer_threads))
+                pending.append(wx.submit(sink, k, phi))
+
+            try:
+                run_pipeline(todo, bounds, make_chunk, async_sink, threads=threads,
+                             progress=progress, description=description, writer_threads=0)
+                drain(0)
+            finally:
+                for fut in pending:  # let submitted sinks finish before leaving
+                    fut.exception()
+        return
     L = _lattice_api()
     with L.progress_bar(len(todo), description, progress) as advance:
         if threads <= 1 or len(todo) <= 1:

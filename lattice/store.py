@@ -422,5 +422,8 @@ def _compare(store, lattice, n_samples, chunk, kw):
     want("dtype", store.dtype, np.dtype(kw.get("dtype", "float64")))
     want("weighted", store.weighted, bool(kw.get("weighted", False)))
     want("n_replicas", store.n_replicas, int(kw.get("n_replicas", 1)))
+    # resuming with another backend or bit generator would mix random streams
+    want("backend", store.backend, kw.get("backend"))
+    want("bit_generator", store.bit_generator, kw.get("bit_generator"))
     if diffs:
         raise StoreMismatchError(f"store {str(store.path)!r} does not match: " + "; ".join(diffs))

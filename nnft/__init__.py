@@ -11,6 +11,8 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-from .lattice import FieldStore, Lattice, PointSet  # noqa: E402
+from .lattice import FieldStore, Lattice, PointSet, sample_free_field  # noqa: E402
+from .ensembles import generate, gp_kernel, spec_from_dict  # noqa: E402
 
-__all__ = ["FieldStore", "Lattice", "PointSet", "__version__"]
+__all__ = ["FieldStore", "Lattice", "PointSet", "sample_free_field", "generate", "gp_kernel",
+           "spec_from_dict", "__version__"]

@@ -11,6 +11,8 @@ Layout::
     seed = 0                           # seed entropy (ensemble i, width j get derived seeds)
     backend = "numpy"                  # numpy | cupy | auto
     dtype = "float64"                  # float32 | float64 (storage and generation)
+    method = "auto"                    # evaluation: auto | dense | spectral | cuda | fused
+                                       # (fused: float32 GPU kernel drawing its own parameters)
     keep_stores = true                 # write Zarr stores (false: stream through accumulators)
 
     [[ensemble]]                       # one or more
@@ -32,7 +34,7 @@ import tomllib
 from pathlib import Path
 
 TOP_KEYS = {"title": str, "paper": str, "description": str, "claims": list, "seed": int,
-            "backend": str, "dtype": str, "keep_stores": bool, "ensemble": list, "mcmc": dict}
+            "backend": str, "dtype": str, "method": str, "keep_stores": bool, "ensemble": list, "mcmc": dict}
 ENSEMBLE_KEYS = {"name": str, "arch": str, "lattice": dict, "widths": list, "samples": int,
                  "chunk": int, "params": dict, "measure": list, "options": dict}
 LATTICE_KEYS = {"shape": list, "spacing": (int, float), "origin": (int, float, list),
@@ -40,6 +42,7 @@ LATTICE_KEYS = {"shape": list, "spacing": (int, float), "origin": (int, float, l
 MEASUREMENTS = ("propagator", "two_point", "four_point", "six_point", "cluster", "symmetry",
                 "couplings", "rg", "reweight", "generating")
 BACKENDS = ("numpy", "cupy", "auto")
+METHODS = ("auto", "dense", "spectral", "cuda", "fused")
 DTYPES = ("float32", "float64")
 
 
@@ -91,15 +94,22 @@ def resolve_config(raw: dict) -> dict:
     cfg.setdefault("backend", "numpy")
     cfg.setdefault("dtype", "float64")
     cfg.setdefault("keep_stores", True)
+    cfg.setdefault("method", "auto")
     cfg.setdefault("claims", [])
     if cfg["seed"] < 0:
         raise ConfigError(f"seed: must be >= 0, got {cfg['seed']}")
     if cfg["backend"] not in BACKENDS:
         raise ConfigError(f"backend: must be one of {BACKENDS}, got {cfg['backend']!r}")
+    if cfg["method"] not in METHODS:
+        raise ConfigError(f"method: must be one of {METHODS}, got {cfg['method']!r}")
     if cfg["dtype"] not in DTYPES:
         raise ConfigError(f"dtype: must be one of {DTYPES}, got {cfg['dtype']!r}")
     for i, c in enumerate(cfg["claims"]):
         _check_type(f"claims[{i}]", c, str)
+    if "mcmc" in cfg:
+        from .compare import validate_mcmc_section
+
+        cfg["mcmc"] = validate_mcmc_section(cfg["mcmc"])
     ensembles = cfg.get("ensemble")
     if not ensembles and "mcmc" not in cfg:
         raise ConfigError("ensemble: at least one [[ensemble]] table is required")
@@ -131,6 +141,13 @@ def resolve_config(raw: dict) -> dict:
             if m not in MEASUREMENTS:
                 raise ConfigError(f"{where}measure: unknown measurement {m!r}; "
                                   f"known: {list(MEASUREMENTS)}")
+        if not cfg["keep_stores"]:
+            from .measurements import STREAMABLE
+
+            for m in ens["measure"]:
+                if m not in STREAMABLE:
+                    raise ConfigError(f"{where}measure: {m!r} reads a stored ensemble; with "
+                                      f"keep_stores = false only {sorted(STREAMABLE)} run on the fly")
         _validate_spec(where, ens)
     return cfg
 

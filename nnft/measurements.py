@@ -67,10 +67,8 @@ def _tuples(ctx, order, count):
     return np.array(sorted(out))
 
 
-def two_point(ctx: Context) -> dict:
-    """Measured two-point function against the GP kernel / exact propagator (chi^2/dof, max |z|)."""
-    from .observables import moments
-
+def _pairs(ctx):
+    """Site pairs of the two-point comparison: (0, r) on periodic lattices, all pairs otherwise."""
     V = ctx.lattice.volume
     if getattr(ctx.lattice, "periodic", False):
         pairs = np.array([(0, j) for j in range(V)])  # G(r) = <phi(0) phi(r)>
@@ -78,6 +76,14 @@ def two_point(ctx: Context) -> dict:
         pairs = np.array([(i, j) for i in range(V) for j in range(i, V)])
     if len(pairs) > 4096:
         pairs = pairs[np.random.default_rng(ctx.seed).choice(len(pairs), 4096, replace=False)]
+    return pairs
+
+
+def two_point(ctx: Context) -> dict:
+    """Measured two-point function against the GP kernel / exact propagator (chi^2/dof, max |z|)."""
+    from .observables import moments
+
+    pairs = _pairs(ctx)
     ds = moments(ctx.store, pairs)
     out = {"quantity": "two-point function"}
     K = ctx.kernel
@@ -123,12 +129,31 @@ def _connected_expected(ctx, tuples):
     return None
 
 
+def _npoint_tuples(ctx, order):
+    return _tuples(ctx, order, int(ctx.options.get(f"n_tuples_{order}", 12)))
+
+
+# measurements that can run on the fly (no store): the point tuples each one needs
+STREAMABLE = {"propagator": _pairs, "two_point": _pairs,
+              "four_point": lambda ctx: _npoint_tuples(ctx, 4),
+              "six_point": lambda ctx: _npoint_tuples(ctx, 6)}
+
+
+def streaming_accumulators(ctx: Context, measure: list) -> dict:
+    """One PointMoments accumulator covering every tuple the (streamable) measurements need."""
+    from .observables import PointMoments
+
+    tuples = []
+    for what in measure:
+        tuples.extend(map(tuple, STREAMABLE[what](ctx)))
+    return {"moments": PointMoments(sorted(set(tuples)), max_order=6)}
+
+
 def npoint(ctx: Context, order: int) -> dict:
     """Connected n-point function, deviation m_n from the GP and its background."""
     from .observables import connected_correlator, deviation_measure
 
-    count = int(ctx.options.get(f"n_tuples_{order}", 12))
-    tuples = _tuples(ctx, order, count)
+    tuples = _npoint_tuples(ctx, order)
     ds = connected_correlator(ctx.store, tuples, order=order)
     val, err = ds["value"].values, ds["error"].values
     out = {"quantity": f"connected {order}-point function",
@@ -174,7 +199,9 @@ def cluster(ctx: Context) -> dict:
         G = free_propagator(ctx.lattice, ctx.spec.m2)
         k = 3.0 if ctx.spec.amplitude == "gaussian" else 1.0
         kw["expected"] = cosnet_g4c(G, tuples, ctx.spec.width, kurtosis=k)
-    ds = cluster_profile(ctx.store, ctx.lattice, order=4, **kw)
+    # averaging over all V translates cuts the error ~3x on a 32^2 lattice but costs ~20x time
+    average = bool(ctx.options.get("cluster_average", False))
+    ds = cluster_profile(ctx.store, ctx.lattice, order=4, average=average, **kw)
     a = ds.attrs
     out = {"quantity": "cluster decomposition (connected 4-point, two 2-point clusters)",
            "verdict": a.get("verdict"), "plateau": a.get("plateau"),
@@ -211,6 +238,10 @@ def symmetry(ctx: Context) -> dict:
 
 MEASURE = {"propagator": propagator, "two_point": two_point, "four_point": four_point,
            "six_point": six_point, "cluster": cluster, "symmetry": symmetry}
+
+from .measurements_ext import MEASURE_EXT  # noqa: E402
+
+MEASURE.update(MEASURE_EXT)
 
 
 def width_scan_summary(widths, per_width: dict) -> dict:

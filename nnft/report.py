@@ -134,7 +134,7 @@ def render_markdown(results, plots: dict, out: Path) -> str:
             if "slope" in sc:
                 lines.append(f"- {key} scaling: slope {sc['slope']:.3f} ± {sc['slope_error']:.3f} "
                              f"(fitted widths {sc['fitted_widths']}, chi2/dof "
-                             f"{_fmt(sc['chi2'] / max(sc['dof'], 1))}); expected -1 for m_4, m_6.")
+                             f"{_fmt(sc['chi2'] / sc['dof']) if sc['dof'] > 0 else 'n/a (2 points)'}); expected -1 for m_4, m_6.")
             else:
                 lines.append(f"- {key}: fewer than two widths stand clear of the background; no fit.")
         for w in ens["widths"]:
@@ -148,11 +148,28 @@ def render_markdown(results, plots: dict, out: Path) -> str:
                 lines.append(txt)
             sy = r.get("symmetry")
             if sy:
-                parts = [f"{k.split(':')[0]} {v}" for k, v in sy.items() if k.endswith("verdict")]
+                parts = [f"{k.split(':')[0]} {sy[k]} (max |z| {_fmt(sy.get(k.split(':')[0] + ': max |z|'), 3)})"
+                         for k in sy if k.endswith("verdict")]
                 lines.append(f"- symmetry at N={w}: " + "; ".join(parts))
+            for what, res in r.items():
+                if isinstance(res, dict) and res.get("summary"):
+                    items = [f"{label} {_pm(v, e) if e is not None else _fmt(v)}"
+                             for label, v, e in res["summary"]]
+                    lines.append(f"- {what} at N={w}: " + "; ".join(items))
         lines.append("")
         for caption, p in plots.get(name, []):
             lines += [f"![{caption}]({os.path.relpath(p, out)})", ""]
+    cmp_ = results.get("mcmc")
+    if cmp_:
+        lines += ["## Network ensembles against Markov chains", ""]
+        if cmp_.get("rows"):
+            keys = [k for k in cmp_["rows"][0] if not isinstance(cmp_["rows"][0][k], dict)]
+            lines += [_table(keys, [[_fmt(row.get(k)) for k in keys] for row in cmp_["rows"]]), ""]
+        for label, v, e in cmp_.get("summary", []):
+            lines.append(f"- {label}: {_pm(v, e) if e is not None else _fmt(v)}")
+        if cmp_.get("plot"):
+            lines += ["", f"![Cost per independent sample against L]({os.path.relpath(cmp_['plot'], out)})"]
+        lines.append("")
     lines += ["## Provenance and timings", "",
               f"- backend: {results['backend']}; total wall time {results['timings']['total_s']:.1f} s",
               "- resolved config: config.toml; every number: results.json; ensembles: stores/", ""]

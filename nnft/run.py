@@ -73,6 +73,7 @@ def run_config(cfg: dict, out, *, quiet: bool = False) -> dict:
     from . import measurements as M
     from .ensembles import generate
     from .lattice import get_xp
+    from .observables import StreamingMeasurement
     from .report import write_report
 
     out = Path(out)
@@ -92,13 +93,25 @@ def run_config(cfg: dict, out, *, quiet: bool = False) -> dict:
             spec = spec_for(ens, width)
             seed = seed_for(cfg, i, j)
             path = out / "stores" / f"{ens['name']}-N{width}.zarr"
-            log(f"[{ens['name']}] N={width}: generating {ens['samples']} networks")
+            ctx = M.Context(ens["name"], spec, lattice, None, width, ens["options"], seed=cfg["seed"])
             t0 = time.perf_counter()
-            store = generate(spec, lattice, ens["samples"], path, chunk=ens["chunk"], seed=seed,
-                             backend=cfg["backend"], dtype=cfg["dtype"], progress=not quiet)
+            if cfg["keep_stores"]:
+                log(f"[{ens['name']}] N={width}: generating {ens['samples']} networks -> {path}")
+                ctx.store = generate(spec, lattice, ens["samples"], path, chunk=ens["chunk"],
+                                     seed=seed, backend=cfg["backend"], dtype=cfg["dtype"],
+                                     method=cfg["method"], progress=not quiet)
+            else:  # measure on the fly: one pass, nothing stored
+                log(f"[{ens['name']}] N={width}: generating and measuring {ens['samples']} networks")
+                stream = StreamingMeasurement(M.streaming_accumulators(ctx, ens["measure"]),
+                                              ens["samples"], ens["chunk"],
+                                              blocks=max(20, int(ens["options"].get("n_sub", 10))),
+                                              lattice=lattice, spec=spec.to_dict())
+                generate(spec, lattice, ens["samples"], None, chunk=ens["chunk"], seed=seed,
+                         backend=cfg["backend"], dtype=cfg["dtype"], method=cfg["method"],
+                         progress=not quiet, callback=stream)
+                ctx.store = stream.result()
             t_gen = time.perf_counter() - t0
-            ctx = M.Context(ens["name"], spec, lattice, store, width, ens["options"], seed=cfg["seed"])
-            row = {"generate_s": t_gen}
+            row = {"generate_s": t_gen, "stored": bool(cfg["keep_stores"])}
             for what in ens["measure"]:
                 if what not in M.MEASURE:
                     continue  # cross-width or config-level measurement handled below
@@ -112,6 +125,11 @@ def run_config(cfg: dict, out, *, quiet: bool = False) -> dict:
             "arch": ens["arch"], "params": ens["params"], "lattice": lattice.to_dict(),
             "samples": ens["samples"], "widths": ens["widths"], "per_width": per_width,
             "scaling": summary}
+    if "mcmc" in cfg:
+        from .compare import run_mcmc_comparison
+
+        log("[mcmc] network ensembles against Markov chains")
+        results["mcmc"] = run_mcmc_comparison(cfg["mcmc"], out, quiet=quiet)
     results["timings"]["total_s"] = time.perf_counter() - t_start
     write_report(results, out)
     _write_atomic(out / "results.json", json.dumps(_jsonable(results), indent=1))

@@ -18,6 +18,8 @@ def add_parser(sub):
     p.add_argument("--check", action="store_true", help="validate the config and exit")
     p.add_argument("--samples", type=int, default=None,
                    help="override every ensemble's number of networks (e.g. a quick smoke run)")
+    p.add_argument("--backend", default=None, choices=("numpy", "cupy", "auto"),
+                   help="override the config's array backend")
     p.add_argument("--widths", default=None,
                    help="override every ensemble's widths, comma-separated (e.g. 2,8,32)")
     p.set_defaults(func=main)
@@ -28,11 +30,14 @@ def default_config_text() -> str:
     return resources.files("nnft").joinpath("configs/default.toml").read_text()
 
 
-def override(cfg: dict, *, samples=None, widths=None) -> dict:
-    """A copy of ``cfg`` with every ensemble's samples and/or widths replaced (re-validated)."""
+def override(cfg: dict, *, samples=None, widths=None, backend=None) -> dict:
+    """A copy of ``cfg`` with every ensemble's samples and/or widths, or the backend, replaced
+    (re-validated)."""
     from .config import ConfigError, resolve_config
 
     cfg = dict(cfg)
+    if backend is not None:
+        cfg["backend"] = backend
     ensembles = []
     for ens in cfg.get("ensemble", []):
         ens = dict(ens)
@@ -49,6 +54,10 @@ def override(cfg: dict, *, samples=None, widths=None) -> dict:
         ensembles.append(ens)
     if ensembles:
         cfg["ensemble"] = ensembles
+    if "mcmc" in cfg and samples is not None:
+        from .compare import smoke_mcmc_section
+
+        cfg["mcmc"] = smoke_mcmc_section(cfg["mcmc"], samples)
     return resolve_config(cfg)
 
 
@@ -64,8 +73,8 @@ def main(args) -> int:
     else:
         cfg = load_config(args.config)
         stem = Path(args.config).stem
-    if args.samples is not None or args.widths is not None:
-        cfg = override(cfg, samples=args.samples, widths=args.widths)
+    if args.samples is not None or args.widths is not None or args.backend is not None:
+        cfg = override(cfg, samples=args.samples, widths=args.widths, backend=args.backend)
     if args.check:
         print(f"config OK: {len(cfg.get('ensemble', []))} ensemble(s)")
         return 0

@@ -8,7 +8,7 @@ from .accumulators import (Accumulator, FourierTwoPoint, PointMoments, SampleFun
                            multiset_closure, normalize_tuples)
 from .errors import (ErrorEstimate, error_methods, estimate, get_error_method, jackknife,
                      register_error_method)
-from .measure import ArraySource, Measurement, measure, open_source
+from .measure import ArraySource, Measurement, StreamingMeasurement, measure, open_source
 from .cumulants import (connected_correlator, cosnet_connected_4pt, cumulant_from_central,
                         deviation_measure, gp_npoint, joint_cumulant, moments, sample_cumulant,
                         scaling_fit, set_partitions, single_neuron_connected)
@@ -34,7 +34,7 @@ __all__ = [
     "normalize_tuples",
     "ErrorEstimate", "error_methods", "estimate", "get_error_method", "jackknife",
     "register_error_method",
-    "ArraySource", "Measurement", "measure", "open_source",
+    "ArraySource", "Measurement", "StreamingMeasurement", "measure", "open_source",
     "connected_correlator", "cosnet_connected_4pt", "cumulant_from_central",
     "deviation_measure", "gp_npoint", "joint_cumulant", "moments", "sample_cumulant",
     "scaling_fit", "set_partitions", "single_neuron_connected",

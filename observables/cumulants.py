@@ -307,7 +307,14 @@ def deviation_measure(source, tuples, gp, *, n_sub: int = 10, executor: str = "s
     meas, name = _get_measurement(source, keys, blocks=n_sub, executor=executor,
                                   measure_kw=measure_kw)
     f = _moments_fn(name, keys, "raw")
-    G = np.stack([f(b) for b in meas.blocks])  # (K, T)
+    subs = meas.blocks
+    if len(subs) > n_sub:  # a Measurement with finer blocks: merge contiguous ones
+        from .errors import tree_merge_copy
+        from .measure import block_assignment
+
+        subs = [tree_merge_copy([subs[i] for i in g])
+                for g in block_assignment(range(len(subs)), n_sub)]
+    G = np.stack([f(b) for b in subs])  # (K, T)
     K = G.shape[0]
     if K < 2:
         raise ValueError("deviation_measure needs at least 2 sub-ensembles (more chunks)")

@@ -17,7 +17,8 @@ import numpy as np
 
 from .errors import ErrorEstimate, estimate, tree_map, tree_merge_copy, _tree_zip
 
-__all__ = ["measure", "Measurement", "ArraySource", "open_source", "block_assignment"]
+__all__ = ["measure", "Measurement", "ArraySource", "StreamingMeasurement", "open_source",
+           "block_assignment"]
 
 
 class ArraySource:
@@ -302,3 +303,80 @@ def measure(store, accumulators, *, blocks=20, chunks=None, executor: str = "ser
         block_accs = list(dask.compute(*outs, **kw))
     total = tree_merge_copy(block_accs)
     return Measurement(total, block_accs, ranges, src, ks)
+
+
+class _StreamSource:
+    """Stands in for a store when chunks are measured as they are generated (nothing stored)."""
+
+    weighted = False
+    path = None
+    n_replicas = 1
+
+    def __init__(self, n_samples, chunk, lattice=None, spec=None, source="stream"):
+        self.n_samples, self.chunk = int(n_samples), int(chunk)
+        self.lattice, self.spec, self.source = lattice, spec, source
+        self.attrs = {"source": source}
+
+    def chunk_range(self, k):
+        start = k * self.chunk
+        return start, min(start + self.chunk, self.n_samples)
+
+
+class StreamingMeasurement:
+    """One-pass measurement of chunks handed over as they are generated, without a store.
+
+    Use it as the ``callback`` of ``generate``/``sample_free_field``; chunks may come in any
+    order. :meth:`result` gives the same :class:`Measurement` that :func:`measure` would give
+    on a store holding the same chunks (blocks of contiguous samples for the errors).
+
+    Parameters
+    ----------
+    accumulators : Accumulator, or list / dict of them (prototypes, left unchanged)
+    n_samples, chunk : int
+        Size of the ensemble and samples per chunk (as given to the generator).
+    blocks : int
+        Number of error blocks (chunks are cut into slices when there are fewer chunks).
+    lattice, spec : optional provenance for the result's attrs.
+    """
+
+    def __init__(self, accumulators, n_samples: int, chunk: int, *, blocks: int = 20,
+                 lattice=None, spec=None):
+        self._src = _StreamSource(n_samples, chunk, lattice, spec)
+        n_chunks = -(-int(n_samples) // int(chunk))
+        self._ks = list(range(n_chunks))
+        pieces = _pieces(self._src, self._ks, blocks)
+        self._groups = block_assignment(pieces, blocks)
+        self._where = {}  # chunk -> list of (block, lo, hi)
+        for b, g in enumerate(self._groups):
+            for k, lo, hi in g:
+                self._where.setdefault(k, []).append((b, lo, hi))
+        self._proto = accumulators
+        self._blocks = None
+        self._seen = set()
+
+    def __call__(self, k, phi, log_weight=None):
+        self.update(k, phi, log_weight)
+
+    def update(self, k, phi, log_weight=None):
+        """Add chunk ``k`` (NumPy or CuPy, shape ``(stop - start, *field_shape)``)."""
+        if k in self._seen:
+            raise ValueError(f"chunk {k} was already measured")
+        if self._blocks is None:
+            proto = tree_map(lambda a: a.empty(), self._proto)
+            tree_map(lambda a: a.prepare(phi, log_weight=log_weight), proto)
+            self._proto = proto
+            self._blocks = [tree_map(lambda a: a.empty(), proto) for _ in self._groups]
+        start = self._src.chunk_range(k)[0]
+        for b, lo, hi in self._where[k]:
+            _update_all(self._blocks[b], phi[lo:hi],
+                        None if log_weight is None else log_weight[lo:hi], start + lo)
+        self._seen.add(k)
+
+    def result(self) -> "Measurement":
+        missing = [k for k in self._ks if k not in self._seen]
+        if missing:
+            raise ValueError(f"{len(missing)} chunk(s) were never measured (first: {missing[0]})")
+        ranges = [(self._src.chunk_range(g[0][0])[0] + g[0][1],
+                   self._src.chunk_range(g[-1][0])[0] + g[-1][2]) for g in self._groups]
+        total = tree_merge_copy(self._blocks)
+        return Measurement(total, self._blocks, ranges, self._src, self._ks)
