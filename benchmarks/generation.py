@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import socket
 import sys
 import time
@@ -39,17 +37,9 @@ POINTS = {"ErfNet": X_ERF, "GaussNet": 0.01 * X_ERF, "ReLUNet": np.array([.2, .4
 
 
 def machine() -> dict:
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"hostname": socket.gethostname(), "cpu": model, "cores": os.cpu_count(),
-            "python": platform.python_version(), "numpy": np.__version__}
+    from nnft.compare import machine as nnft_machine
+
+    return {"hostname": socket.gethostname(), **nnft_machine()}
 
 
 # -- the papers' loop, re-implemented faithfully in NumPy ----------------------------------------

@@ -30,13 +30,9 @@ from nnft.observables import (FourierTwoPoint, ScalarObservables, SiteMoments, T
 
 
 def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from nnft.compare import machine
+
+    return machine()["cpu"]
 
 
 def best(fn, repeat=3):

@@ -266,7 +266,8 @@ def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, se
         dev = phi
         if isinstance(phi, tuple):  # (device chunk, event): copy on a side stream after the event
             dev, ev = phi
-            phi = _to_host_after(dev, ev)
+            # only a store needs the host copy; a callback gets the device array
+            phi = _to_host_after(dev, ev) if store is not None else None
         if store is not None:
             store.write_chunk(k, phi)
         if callback is not None:

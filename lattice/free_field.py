@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .backend import backend_name, get_xp, to_numpy
+from .backend import backend_name, get_xp
 from .geometry import Lattice
 from .random import bit_generator_name, chunk_rng, resolve_seed
 from .sampling import run_chunks

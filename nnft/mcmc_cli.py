@@ -38,7 +38,6 @@ Config (TOML; every key is checked, unknown keys are errors)::
 """
 from __future__ import annotations
 
-import math
 import time
 
 SCHEMA = {

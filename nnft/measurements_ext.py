@@ -114,8 +114,7 @@ def _couplings_points(ctx, n_blocks):
     t4 = _point_tuples(V, 4, int(_opt(ctx, "coupling_tuples", 24)), ctx.seed)
     do6 = bool(_opt(ctx, "six_point", True))
     t6 = _point_tuples(V, 6, int(_opt(ctx, "six_point_tuples", 24)), ctx.seed) if do6 else None
-    tl = [t4] + ([t6] if do6 else [])
-    # one pass: connected 4-point and Delta G6 = G6 - sum_15 G2 G2 G2 from the same blocks
+    # connected 4-point here; Delta G6 = G6 - sum_15 G2 G2 G2 below, on the same blocks
     r4 = correlator_replicas(ctx.store, t4, stat="connected", n_blocks=n_blocks)
     scale = max(1.0, float(np.abs(pts).max()))
     cutoffs = np.asarray(_opt(ctx, "coupling_cutoffs", [0.5 * scale, scale, 2 * scale,

@@ -385,7 +385,8 @@ def scaling_fit(widths, values, errors) -> xr.Dataset:
 def cosnet_connected_4pt(G, tuples, width: int, kurtosis: float = 3.0) -> np.ndarray:
     """Closed-form finite-N connected 4-point function of the lattice cos-net (PHYSICS.md s. 6).
 
-    ``G4c = (1/N) [ k G(0)/2 sum_3 G(x_i + x_j - x_k - x_l) - sum_3 G(x_i - x_j) G(x_k - x_l) ]``
+    ``G4c = (1/N) [ k G(0)/2 sum_3 G(x_i + x_j - x_k - x_l) - sum_3 G(x_i - x_j) G(x_k - x_l) ]``;
+    the same formula as :func:`nnft.observables.cluster.cosnet_g4c` (which it calls).
 
     Parameters
     ----------
@@ -397,25 +398,12 @@ def cosnet_connected_4pt(G, tuples, width: int, kurtosis: float = 3.0) -> np.nda
     kurtosis : float
         k = E[a^4]/(E[a^2])^2 (3 for Gaussian amplitudes, 1 for constant ones).
     """
-    G = np.asarray(G, dtype=float)
+    from .cluster import cosnet_g4c
+
     keys = normalize_tuples(tuples)
     if any(len(k) != 4 for k in keys):
         raise ValueError("tuples must all have 4 points")
-    shape = np.array(G.shape)
-    out = np.zeros(len(keys))
-    G0 = G.flat[0]
-
-    def g(r):
-        return G[tuple(np.mod(r, shape))]
-
-    for t, k in enumerate(keys):
-        x = [np.array(np.unravel_index(i, G.shape)) for i in k]
-        tot = 0.0
-        for (i, j), (a, b) in (((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2))):
-            tot += kurtosis * G0 / 2.0 * g(x[i] + x[j] - x[a] - x[b])
-            tot -= g(x[i] - x[j]) * g(x[a] - x[b])
-        out[t] = tot / width
-    return out
+    return cosnet_g4c(np.asarray(G, dtype=float), np.asarray(keys), width, kurtosis=kurtosis)
 
 
 def single_neuron_connected(E2, E4, tuples, width: int, sigma: float = 1.0,

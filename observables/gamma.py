@@ -18,7 +18,6 @@ field): ``M`` = (1/V) sum_x phi_x, ``abs_M`` = |M|, ``M2`` = M^2, ``phi2`` = (1/
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -23,7 +23,6 @@ G0(m^2) = (1/V) sum_p 1/(phat^2 + m^2) (:func:`hartree_mass`).
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 

@@ -1,5 +1,4 @@
 """FieldStore: round trip, provenance, crash safety, concurrent writers, clear errors."""
-import json
 import os
 import signal
 import subprocess
@@ -13,7 +12,7 @@ import pytest
 import zarr
 
 from nnft.lattice import (FieldStore, Lattice, PointSet, StoreError, StoreMismatchError,
-                          chunk_rng, fill_store, free_field_chunk, sample_free_field)
+                          sample_free_field)
 
 LAT = Lattice((8, 8))
 
