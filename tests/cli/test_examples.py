@@ -2,7 +2,7 @@
 numbers agree with the library run in-process on the same stores, and the measurements of
 nnft.measurements_ext / the [mcmc] comparison of nnft.compare are checked against closed forms.
 
-Examples whose measurements (or [mcmc] table) are not wired into `nnft run` yet are skipped with
+Every example must be runnable: one whose measurements are not wired into `nnft run` fails with
 the reason; the direct tests below cover those functions regardless.
 """
 import json
@@ -71,8 +71,7 @@ def runs(tmp_path_factory):
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_runs_end_to_end(runs, path):
     entry = runs[path.stem]
-    if isinstance(entry, str):
-        pytest.skip(entry)
+    assert not isinstance(entry, str), entry  # every example must run through `nnft run`
     cfg, out, r = entry
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-4000:])
     assert json.loads((out / "status.json").read_text())["state"] == "complete"
@@ -86,8 +85,7 @@ def test_example_runs_end_to_end(runs, path):
             for m in ens.get("measure", ["propagator"]):
                 assert isinstance(row.get(m), dict) and row[m], (ens["name"], w, m)
     if "mcmc" in cfg:
-        if "mcmc" not in res:
-            pytest.skip("[mcmc] is not wired into nnft.run.run_config yet")
+        assert "mcmc" in res, "[mcmc] table not run by nnft run"
         rows = res["mcmc"]["rows"]
         assert {r["L"] for r in rows} and all(r["cost_per_indep_sample_s"] > 0 for r in rows)
         assert (out / "plots" / "mcmc-cost.png").stat().st_size > 0
@@ -99,8 +97,7 @@ def test_report_numbers_match_library_cosnet(runs):
     in-process on the run's own store (moments at G(r) = <phi(0) phi(r)> vs the exact lattice
     propagator)."""
     entry = runs.get("cosnet_free_scalar")
-    if entry is None or isinstance(entry, str):
-        pytest.skip(str(entry))
+    assert entry is not None and not isinstance(entry, str), entry
     cfg, out, r = entry
     assert r.returncode == 0, r.stderr[-3000:]
     from nnft.ensembles import gp_kernel
@@ -127,8 +124,7 @@ def test_report_numbers_match_library_reweight(runs):
     """cosnet_phi4_reweighting: reweighted chi, E and the ESS in results.json equal the library's
     reweighted_observables on the same store; the tree-level lambda equals quartic_coupling's."""
     entry = runs.get("cosnet_phi4_reweighting")
-    if entry is None or isinstance(entry, str):
-        pytest.skip(str(entry))
+    assert entry is not None and not isinstance(entry, str), entry
     cfg, out, r = entry
     assert r.returncode == 0, r.stderr[-3000:]
     from nnft.lattice import FieldStore, free_propagator
