@@ -181,6 +181,10 @@ class Accumulator:
     def _chunk_sums(self, phi, w, xp) -> dict:
         raise NotImplementedError
 
+    def _restrict(self, phi, xp):
+        """The part of a chunk this accumulator reads (before the float64 cast); default all."""
+        return phi
+
     def _reshift(self, sums: dict, sum_w: float, old, new) -> dict:
         raise NotImplementedError
 
@@ -204,7 +208,7 @@ class Accumulator:
         self._check_shape(phi)
         if self.shift is None:
             _, w = _log_weights(phi.shape[0], weights, log_weight)
-            self._init_shift(phi, w, xp)
+            self._init_shift(self._restrict(phi, xp), w, xp)
         return self
 
     def update(self, phi, weights=None, *, log_weight=None):
@@ -217,6 +221,7 @@ class Accumulator:
         if n == 0:
             return self
         ref, w = _log_weights(n, weights, log_weight)
+        phi = self._restrict(phi, xp)  # e.g. only the columns of the chosen sites
         if self.shift is None:
             self._init_shift(phi, w, xp)
         if phi.dtype != xp.float64:
@@ -640,20 +645,20 @@ class PointMoments(Accumulator):
     def _config(self):
         return super()._config() + (tuple(self.by_order.get(1, ())), len(self.index))
 
-    def _cols(self, phi, xp):
+    def _restrict(self, phi, xp):
+        """Only the columns of the sites in the tuples: (n, n_sites)."""
         X = phi.reshape(phi.shape[0], -1)
         if self.sites.max() >= X.shape[1]:
             raise ValueError(f"tuples: site index {int(self.sites.max())} out of range for "
                              f"{X.shape[1]} field entries")
         return X[:, xp.asarray(self.sites)]
 
-    def _init_shift(self, phi, w, xp):
-        X = self._cols(phi, xp)
+    def _init_shift(self, X, w, xp):
         m = X.mean(axis=0) if w is None else _wsum(w, X, xp) / w.sum()
         self.shift = np.asarray(_to_numpy(m), dtype=np.float64)
 
-    def _chunk_sums(self, phi, w, xp):
-        X = self._cols(phi, xp) - xp.asarray(self.shift)
+    def _chunk_sums(self, X, w, xp):
+        X = X - xp.asarray(self.shift)
         n = X.shape[0]
         widest = max(len(v) for v in self.by_order.values())
         step = max(1, self.block_bytes // (16 * widest))
