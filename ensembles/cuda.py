@@ -137,7 +137,7 @@ def deep_cuda(Ws, bs, X, activation: str, *, block=None):
 
     from .evaluate import _check_block, _site_tiles
 
-    block = _check_block(block)
+    block = _check_block(block, cupy)
     act = _elementwise(cuda_expression(activation))
     n, width = Ws[0].shape[0], Ws[0].shape[1]
     D = Ws[-1].shape[1]

@@ -103,7 +103,8 @@ def make_chunk_function(spec: Spec, lattice, seed: int, xp=np, *, block=None, me
                         dtype="float64"):
     """``make_chunk(k, start, stop)`` for ``fill_store``/``run_chunks`` (chunk k from its own stream)."""
     L = _lattice_api()
-    block = _check_block(block)
+    if block is not None:  # None: each evaluator picks its backend's default
+        _check_block(block)
 
     def make_chunk(k, start, stop):
         if method == "fused":
@@ -225,7 +226,8 @@ def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, se
         if not fused_supported(spec):
             raise ValueError(f"method='fused' supports GaussNet, ErfNet, ReLUNet and TanhNet, "
                              f"not {type(spec).__name__}")
-    block = _check_block(block)
+    if block is not None:  # None: each evaluator picks its backend's default
+        _check_block(block)
     if seed is not None:
         seed = L.resolve_seed(seed)
     xp = L.get_xp(backend)

@@ -21,6 +21,8 @@ from .specs import (ContinuumCosNet, DeepMLP, GaussianCosNet, GaussNet, LatticeC
 #: default bound on the elements of the (networks, neurons, sites) temporaries (2 MiB float64,
 #: cache-sized: larger blocks are slower on CPUs)
 DEFAULT_BLOCK = 2 ** 18
+#: the same bound on a GPU (~0.3 GB of float64): small blocks leave it idle between tiny launches
+GPU_BLOCK = 2 ** 25
 #: fixed site-tile bound (independent of ``block``), in elements of one network's (neurons, sites)
 TILE_ELEMENTS = 2 ** 22
 
@@ -32,9 +34,10 @@ def _site_tiles(N: int, V: int):
     return [slice(s, min(s + t, V)) for s in range(0, V, t)]
 
 
-def _check_block(block):
+def _check_block(block, xp=np):
+    """``block`` validated, or the default for array module ``xp`` when it is None."""
     if block is None:
-        return DEFAULT_BLOCK
+        return DEFAULT_BLOCK if xp is np else GPU_BLOCK
     if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
         raise ValueError(f"block must be a positive integer (elements), got {block!r}")
     return int(block)
@@ -63,7 +66,7 @@ def dense_single_layer(W0, b0, W1, b1, X, activation, xp=np, *, block=None, shif
     -------
     (n, D, V) array
     """
-    block = _check_block(block)
+    block = _check_block(block, xp)
     act = compile_activation(activation, xp) if isinstance(activation, str) else activation
     n, N, d = W0.shape
     D = W1.shape[1]
@@ -95,7 +98,7 @@ def dense_single_layer(W0, b0, W1, b1, X, activation, xp=np, *, block=None, shif
 
 def dense_deep(Ws, bs, X, activation, xp=np, *, block=None):
     """Evaluate deep MLPs (parameters as drawn by ``draw_params``) on X; returns (n, D, V)."""
-    block = _check_block(block)
+    block = _check_block(block, xp)
     act = compile_activation(activation, xp)
     n = Ws[0].shape[0]
     width = Ws[0].shape[1]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 
 _TABLES: dict = {}
-GPU_BLOCK = 2 ** 25  # elements of the temporaries per step on a GPU (~0.3 GB of float64)
 
 
 def _tables(lattice):
@@ -76,9 +75,7 @@ def lattice_cos_spectral(params: dict, lattice, xp=np, *, block=None):
     """
     from .evaluate import _check_block
 
-    if block is None and xp is not np:
-        block = GPU_BLOCK  # small blocks leave a GPU idle between ~20 tiny kernel launches
-    block = _check_block(block)
+    block = _check_block(block, xp)
     k, c, a = params["k"], params["c"], params["a"]
     n, N = k.shape
     D = a.shape[1]

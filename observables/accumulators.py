@@ -333,6 +333,17 @@ class Accumulator:
             self.sum_w = self.sum_w2 = 0.0
 
 
+def _power_sums(d, w, xp, max_order):
+    """Weighted power sums ``{"p1": sum w d, ..., "pK": sum w d^K}`` of shifted values ``d``."""
+    out = {}
+    p = d
+    for k in range(1, max_order + 1):
+        if k > 1:
+            p = p * d
+        out[f"p{k}"] = _wsum(w, p, xp)
+    return out
+
+
 def _same_shift(a, b):
     if a is b:
         return True
@@ -397,14 +408,7 @@ class SiteMoments(Accumulator):
         self.shift = np.asarray(_to_numpy(m), dtype=np.float64)
 
     def _chunk_sums(self, phi, w, xp):
-        d = phi - xp.asarray(self.shift)
-        out = {}
-        p = d
-        for k in range(1, self.max_order + 1):
-            if k > 1:
-                p = p * d
-            out[f"p{k}"] = _wsum(w, p, xp)
-        return out
+        return _power_sums(phi - xp.asarray(self.shift), w, xp, self.max_order)
 
     def _reshift(self, sums, sum_w, old, new):
         return _binom_reshift_power(sums, sum_w, old - new, self.max_order)
@@ -797,14 +801,7 @@ class SampleFunction(Accumulator):
         self.shift = np.asarray(_to_numpy(m), dtype=np.float64)
 
     def _chunk_sums(self, phi, w, xp):
-        d = self._values(phi, xp) - xp.asarray(self.shift)
-        out = {}
-        p = d
-        for k in range(1, self.max_order + 1):
-            if k > 1:
-                p = p * d
-            out[f"p{k}"] = _wsum(w, p, xp)
-        return out
+        return _power_sums(self._values(phi, xp) - xp.asarray(self.shift), w, xp, self.max_order)
 
     def _reshift(self, sums, sum_w, old, new):
         return _binom_reshift_power(sums, sum_w, old - new, self.max_order)
