@@ -4,6 +4,7 @@ Nothing here imports nnft.ensembles or nnft.observables (ARCHITECTURE.md).
 """
 __version__ = "0.1.0"
 
+from .errors import UserError
 from .backend import array_module, backend_name, cuda_available, get_xp, to_numpy
 from .geometry import HypercubicOp, Lattice, PointSet, geometry_from_dict
 from .random import bit_generator_name, chunk_rng, resolve_seed
@@ -16,6 +17,7 @@ from .mcmc import (HMC, ChainResult, Metropolis, load_chain_diagnostics, run_cha
                    tune_step_size)
 
 __all__ = [
+    "UserError",
     "array_module", "backend_name", "cuda_available", "get_xp", "to_numpy",
     "HypercubicOp", "Lattice", "PointSet", "geometry_from_dict",
     "bit_generator_name", "chunk_rng", "resolve_seed",

@@ -31,6 +31,7 @@ import numpy as np
 import zarr
 
 from .backend import to_numpy
+from .errors import UserError
 from .geometry import Lattice, PointSet
 
 SCHEMA = "nnft.fieldstore"
@@ -38,7 +39,7 @@ SCHEMA_VERSION = 1
 SOURCES = ("network", "exact_free", "mcmc", "reweighted", "external")
 
 
-class StoreError(ValueError):
+class StoreError(UserError):
     """A store path or store content that cannot be used."""
 
 

@@ -1,21 +1,25 @@
 """The ``nnft`` command.
 
-Errors a user can cause are printed in one line (``nnft: error: ...``) with exit status 2.
+Errors a user can cause (:class:`nnft.lattice.UserError`: bad config, wrong or damaged store,
+an output folder nnft may not use) and a full disk or read-only folder are printed in one line
+(``nnft: error: ...``) with exit status 2. Anything else is a bug in nnft and keeps its
+traceback (exit status 1).
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
 from . import __version__
+from .lattice import UserError
 
 # Subcommand modules: each exposes add_parser(subparsers) and main(args) -> int.
 _SUBCOMMANDS = ["nnft.free_cli", "nnft.measure_cli", "nnft.mcmc_cli", "nnft.run_cli"]
-
-
-class UserError(Exception):
-    """A mistake in the user's input: printed in one line, exit status 2."""
+# operating-system errors that are the machine's state, not a bug: one line, exit 2
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT,
+                       errno.ENOENT}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,8 +47,14 @@ def main(argv=None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (UserError, ValueError, FileNotFoundError, FileExistsError) as e:
+    except UserError as e:
         print(f"nnft: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"nnft: error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nnft: interrupted (completed chunks are kept; re-run to resume)", file=sys.stderr)

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ConfigError
+
 __all__ = ["MCMC_DEFAULTS", "SAMPLERS", "NETWORKS", "validate_mcmc_section", "smoke_mcmc_section",
            "run_mcmc_comparison", "m2_for", "machine", "analyse_series", "run_independent",
            "run_markov", "plot_cost", "summary_rows"]
@@ -47,8 +49,6 @@ _TYPES = {"sizes": list, "m_E_L": (int, float), "samplers": list, "networks": li
 
 
 def _err(msg):
-    from .config import ConfigError
-
     return ConfigError(msg)
 
 

@@ -24,14 +24,21 @@ Layout::
     chunk = 2000
     params = { m2 = 0.0156 }           # the architecture's other fields (see its docstring)
     measure = ["propagator", "four_point", "cluster", "symmetry"]
-    options = { ... }                  # measurement options (see MEASUREMENTS)
+    options = { ... }                  # measurement options: see docs/measurements.md
+                                       # (every key is checked against the registry)
 """
 from __future__ import annotations
 
 import copy
-import math
+import re
 import tomllib
 from pathlib import Path
+
+import tomli_w
+
+from . import measurements as registry
+from .compare import validate_mcmc_section
+from .errors import ConfigError
 
 TOP_KEYS = {"title": str, "paper": str, "description": str, "claims": list, "seed": int,
             "backend": str, "dtype": str, "method": str, "keep_stores": bool, "ensemble": list, "mcmc": dict}
@@ -39,15 +46,20 @@ ENSEMBLE_KEYS = {"name": str, "arch": str, "lattice": dict, "widths": list, "sam
                  "chunk": int, "params": dict, "measure": list, "options": dict}
 LATTICE_KEYS = {"shape": list, "spacing": (int, float), "origin": (int, float, list),
                 "boundary": str, "points": list, "scale": (int, float)}
-MEASUREMENTS = ("propagator", "two_point", "four_point", "six_point", "cluster", "symmetry",
-                "couplings", "rg", "reweight", "generating")
 BACKENDS = ("numpy", "cupy", "auto")
 METHODS = ("auto", "dense", "spectral", "cuda", "fused")
 DTYPES = ("float32", "float64")
 
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 
-class ConfigError(ValueError):
-    """A mistake in a run config; the message is one line naming the key."""
+
+def check_plain_name(where: str, name: str) -> str:
+    """``name`` if it is a plain file name (letters, digits, ``. _ + -``; no path separators,
+    no leading dot, at most 100 characters), else :class:`ConfigError`."""
+    if not isinstance(name, str) or not _PLAIN_NAME.match(name) or name in (".", ".."):
+        raise ConfigError(f"{where}: must be a plain name (letters, digits, '.', '_', '+', '-'; "
+                          f"no '/' or leading '.'), got {name!r}")
+    return name
 
 
 def _type_name(t):
@@ -107,8 +119,6 @@ def resolve_config(raw: dict) -> dict:
     for i, c in enumerate(cfg["claims"]):
         _check_type(f"claims[{i}]", c, str)
     if "mcmc" in cfg:
-        from .compare import validate_mcmc_section
-
         cfg["mcmc"] = validate_mcmc_section(cfg["mcmc"])
     ensembles = cfg.get("ensemble")
     if not ensembles and "mcmc" not in cfg:
@@ -122,6 +132,7 @@ def resolve_config(raw: dict) -> dict:
             if req not in ens:
                 raise ConfigError(f"{where}{req}: required key is missing")
         ens.setdefault("name", f"{ens['arch']}-{i}")
+        check_plain_name(f"{where}name", ens["name"])
         if ens["name"] in names:
             raise ConfigError(f"{where}name: duplicate ensemble name {ens['name']!r}")
         names.add(ens["name"])
@@ -134,21 +145,32 @@ def resolve_config(raw: dict) -> dict:
                                         for w in ens["widths"]):
             raise ConfigError(f"{where}widths: must be a non-empty list of integers >= 1, "
                               f"got {ens['widths']!r}")
+        if len(set(ens["widths"])) != len(ens["widths"]):
+            raise ConfigError(f"{where}widths: each width may appear once, got {ens['widths']!r}")
         for key in ("samples", "chunk"):
             if ens[key] < 1:
                 raise ConfigError(f"{where}{key}: must be >= 1, got {ens[key]}")
-        for m in ens["measure"]:
-            if m not in MEASUREMENTS:
+        for j, m in enumerate(ens["measure"]):
+            _check_type(f"{where}measure[{j}]", m, str)
+            if m not in registry.REGISTRY:
                 raise ConfigError(f"{where}measure: unknown measurement {m!r}; "
-                                  f"known: {list(MEASUREMENTS)}")
+                                  f"known: {registry.names()}")
+        if len(set(ens["measure"])) != len(ens["measure"]):
+            raise ConfigError(f"{where}measure: each measurement may appear once, "
+                              f"got {ens['measure']!r}")
         if not cfg["keep_stores"]:
-            from .measurements import STREAMABLE
-
             for m in ens["measure"]:
-                if m not in STREAMABLE:
+                if not registry.get(m).streamable:
                     raise ConfigError(f"{where}measure: {m!r} reads a stored ensemble; with "
-                                      f"keep_stores = false only {sorted(STREAMABLE)} run on the fly")
+                                      f"keep_stores = false only {registry.streamable()} run "
+                                      f"on the fly")
+        try:
+            ens["options"] = registry.check_options(f"{where}options.", ens["measure"],
+                                                    ens["options"])
+        except registry.OptionError as e:
+            raise ConfigError(str(e)) from None
         _validate_spec(where, ens)
+        _check_requirements(where, ens)
     return cfg
 
 
@@ -204,33 +226,18 @@ def seed_for(cfg: dict, i_ensemble: int, i_width: int, i_run: int = 0) -> int:
 
 
 def dump_toml(cfg: dict) -> str:
-    """Write a resolved config back as TOML (the subset of TOML nnft configs use)."""
-    lines = []
+    """A resolved config as TOML text (tomli-w: any title or string round-trips through
+    :func:`tomllib.loads`)."""
+    return tomli_w.dumps(cfg)
 
-    def fmt(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, float):
-            return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else
-                                                      ("inf" if v > 0 else "-inf"))
-        if isinstance(v, int):
-            return str(v)
-        if isinstance(v, list):
-            return "[" + ", ".join(fmt(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {fmt(x)}" for k, x in v.items()) + " }"
-        raise TypeError(f"cannot write {v!r} as TOML")
 
-    for k, v in cfg.items():
-        if k in ("ensemble", "mcmc"):
-            continue
-        lines.append(f"{k} = {fmt(v)}")
-    if "mcmc" in cfg:
-        lines.append("\n[mcmc]")
-        lines.extend(f"{k} = {fmt(v)}" for k, v in cfg["mcmc"].items())
-    for ens in cfg.get("ensemble", []):
-        lines.append("\n[[ensemble]]")
-        lines.extend(f"{k} = {fmt(v)}" for k, v in ens.items())
-    return "\n".join(lines) + "\n"
+def _check_requirements(where, ens):
+    """Each listed measurement applies to this ensemble (spec, kernel, lattice kind)."""
+    lattice = geometry_from_config(ens["lattice"])
+    is_lattice = getattr(lattice, "kind", "") == "lattice"
+    for name in ens["measure"]:
+        req = registry.get(name).requires
+        if ("lattice" in req or "periodic" in req) and not is_lattice:
+            raise ConfigError(f"{where}measure: {name!r} needs a lattice, not a point set")
+        if "periodic" in req and not getattr(lattice, "periodic", False):
+            raise ConfigError(f"{where}measure: {name!r} needs a periodic lattice")

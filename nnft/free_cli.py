@@ -1,6 +1,8 @@
 """``nnft free``: the exact Fourier sampler of the free field into a store, with a summary."""
 from __future__ import annotations
 
+from .lattice import UserError
+
 import math
 import time
 
@@ -56,7 +58,7 @@ def main(args) -> int:
     from .lattice import Lattice, free_field_exact, sample_free_field
 
     if args.L < 2 or args.dim < 1:
-        raise ValueError(f"--L must be >= 2 and --dim >= 1, got L={args.L}, dim={args.dim}")
+        raise UserError(f"--L must be >= 2 and --dim >= 1, got L={args.L}, dim={args.dim}")
     lat = Lattice((args.L,) * args.dim)
     m2 = args.m2
     if m2 is None:

@@ -38,6 +38,8 @@ Config (TOML; every key is checked, unknown keys are errors)::
 """
 from __future__ import annotations
 
+from .lattice import UserError
+
 import time
 
 SCHEMA = {
@@ -82,42 +84,42 @@ def load_config(path):
     except FileNotFoundError:
         raise FileNotFoundError(f"config file {str(path)!r} not found") from None
     except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"config {str(path)!r} is not valid TOML: {e}") from None
+        raise UserError(f"config {str(path)!r} is not valid TOML: {e}") from None
     return validate_config(cfg)
 
 
 def validate_config(cfg):
     """Check sections, keys and types of a config dict (see the module docstring)."""
     if not isinstance(cfg, dict):
-        raise ValueError("config must be a TOML table")
+        raise UserError("config must be a TOML table")
     for sec in cfg:
         if sec not in SCHEMA:
-            raise ValueError(f"unknown config section [{sec}]; allowed: {sorted(SCHEMA)}")
+            raise UserError(f"unknown config section [{sec}]; allowed: {sorted(SCHEMA)}")
     for sec, keys in SCHEMA.items():
         tab = cfg.get(sec, {})
         if not isinstance(tab, dict):
-            raise ValueError(f"[{sec}] must be a table")
+            raise UserError(f"[{sec}] must be a table")
         for k, v in tab.items():
             if k not in keys:
-                raise ValueError(f"unknown key {sec}.{k}; allowed: {sorted(keys)}")
+                raise UserError(f"unknown key {sec}.{k}; allowed: {sorted(keys)}")
             typ = keys[k]
             ok = isinstance(v, typ) and not (isinstance(v, bool) and typ is not bool
                                               and bool not in (typ if isinstance(typ, tuple) else (typ,)))
             if not ok:
-                raise ValueError(f"{sec}.{k} has the wrong type ({type(v).__name__}): {v!r}")
+                raise UserError(f"{sec}.{k} has the wrong type ({type(v).__name__}): {v!r}")
         for k in REQUIRED[sec]:
             if k not in tab:
-                raise ValueError(f"missing required key {sec}.{k}")
+                raise UserError(f"missing required key {sec}.{k}")
     kind = cfg["sampler"]["kind"]
     if kind not in ("hmc", "metropolis"):
-        raise ValueError(f"sampler.kind must be 'hmc' or 'metropolis', got {kind!r}")
+        raise UserError(f"sampler.kind must be 'hmc' or 'metropolis', got {kind!r}")
     wrong = METRO_KEYS if kind == "hmc" else HMC_KEYS
     for k in wrong:
         if k in cfg["sampler"]:
-            raise ValueError(f"sampler.{k} does not apply to sampler.kind = {kind!r}")
+            raise UserError(f"sampler.{k} does not apply to sampler.kind = {kind!r}")
     shape = cfg["lattice"]["shape"]
     if not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape):
-        raise ValueError(f"lattice.shape must be a list of positive integers, got {shape!r}")
+        raise UserError(f"lattice.shape must be a list of positive integers, got {shape!r}")
     return cfg
 
 
@@ -146,7 +148,7 @@ def main(args) -> int:
     cfg = load_config(args.config)
     store = args.store or cfg.get("output", {}).get("store")
     if not store:
-        raise ValueError("no store path: set [output] store or pass --store")
+        raise UserError("no store path: set [output] store or pass --store")
     overwrite = bool(args.overwrite or cfg.get("output", {}).get("overwrite", False))
     sampler, kw = build(cfg)
     n_chains, n_times = kw.pop("n_chains"), kw.pop("n_times")

@@ -1,14 +1,23 @@
 """``nnft measure STORE``: one pass over a FieldStore, results as a Dataset and PNG plots."""
 from __future__ import annotations
 
+from .lattice import UserError
+
 import json
 from pathlib import Path
 
 import numpy as np
 
 WHAT = ("scalars", "propagator", "two_point", "effective_mass", "xi", "correlators")
-EXT_WHAT = ("symmetry", "cluster", "couplings", "rg")  # nnft.measure_ext runners
 DEFAULT_WHAT = "scalars,propagator,two_point,effective_mass,xi"
+
+
+def _registry_what():
+    """Registered measurements `nnft measure` runs on a store (those not named like the
+    store-level ones above, whose names keep their `nnft measure` meaning)."""
+    from . import measurements as registry
+
+    return [n for n in registry.names() if n not in WHAT]
 
 
 def add_parser(sub):
@@ -18,10 +27,12 @@ def add_parser(sub):
                     "Dataset (.nc: NetCDF, otherwise Zarr) plus PNG plots.")
     p.add_argument("store", help="path of the FieldStore")
     p.add_argument("--what", default=DEFAULT_WHAT,
-                   help=f"comma-separated subset of {','.join(WHAT)} (default {DEFAULT_WHAT})")
+                   help=f"comma-separated subset of {','.join(WHAT + tuple(_registry_what()))} "
+                        f"(default {DEFAULT_WHAT}; see docs/measurements.md)")
     p.add_argument("--out", default=None,
                    help="output file: *.nc for NetCDF, anything else for Zarr "
-                        "(default STORE.measure.zarr next to the store)")
+                        "(default STORE.measure.zarr next to the store); a new path or an "
+                        "earlier nnft measure output, never the store itself")
     p.add_argument("--plots", default=None,
                    help="directory for PNG plots (default: OUT without extension + '_plots')")
     p.add_argument("--no-plots", action="store_true", help="do not write plots")
@@ -43,9 +54,9 @@ def _parse_points(text):
     try:
         tuples = [tuple(int(v) for v in part.split(",")) for part in text.split(";") if part.strip()]
     except ValueError:
-        raise ValueError(f"--points must look like '0,0,0,0;0,1,2,3', got {text!r}") from None
+        raise UserError(f"--points must look like '0,0,0,0;0,1,2,3', got {text!r}") from None
     if not tuples:
-        raise ValueError("--points is empty")
+        raise UserError("--points is empty")
     return tuples
 
 
@@ -80,22 +91,57 @@ def _collect(ds, name, out):
     out.setdefault("attrs", {}).update(attrs)
 
 
-def _run_ext(ext, store, args):
-    """Symmetry, cluster, couplings, RG: each writes its Dataset and plots next to the output."""
-    from nnft.measure_ext import RUNNERS
+def _run_registered(names, store, out: Path, args):
+    """Registered measurements (the same code as `nnft run`) on a store: each Dataset is
+    written next to the output as OUT_<name>_<part>.zarr."""
+    from . import measurements as registry
+    from .ensembles import spec_from_dict
+    from .outputs import write_dataset
 
-    out = Path(args.out) if args.out else Path(str(store.path).rstrip("/") + ".measure.zarr")
-    outdir = out.with_name(out.stem + "_ext")
-    outdir.mkdir(parents=True, exist_ok=True)
-    for w in ext:
-        kw = {"n_blocks": args.blocks, "plots": not args.no_plots}
-        if w in ("cluster", "couplings") and args.m2 is not None:
-            kw["m2"] = args.m2
-        res = RUNNERS[w](store, outdir, **kw)
+    try:
+        spec = spec_from_dict(dict(store.spec)) if store.spec else None
+    except (ValueError, TypeError, KeyError):
+        spec = None  # a store without a network spec (exact sampler, Markov chain)
+    options = {"n_blocks": args.blocks}
+    for name in names:
+        m = registry.get(name)
+        if ("spec" in m.requires or "kernel" in m.requires) and spec is None:
+            raise UserError(f"--what {name}: needs a network ensemble; the store's source is "
+                            f"{store.source!r}")
+        ctx = registry.Context(Path(str(store.path)).stem, spec, store.lattice, store,
+                               getattr(spec, "width", None),
+                               {k: v for k, v in options.items() if m.option(k)}, seed=0)
+        res = registry.run_one(name, ctx)
+        parts = dict(res.get("datasets") or {})
+        if res.get("dataset") is not None:
+            parts[""] = res["dataset"]
+        for part, ds in parts.items():
+            tag = f"{name}_{part}".rstrip("_").replace("(", "").replace(")", "").replace(" ", "_")
+            write_dataset(_clean(ds), out.with_name(f"{out.stem}_{tag}.zarr"),
+                          made_by="nnft measure")
         if not args.quiet:
-            print(f"{w}: -> {outdir}")
+            print(f"{name}:")
             for row in res.get("summary", []):
                 print("  " + "  ".join(str(c) for c in row))
+
+
+def _clean(ds):
+    """A copy of ``ds`` whose attrs Zarr can store (numbers, strings; the rest as JSON)."""
+    import math
+
+    d = ds.copy()
+    attrs = {}
+    for k, v in ds.attrs.items():
+        if isinstance(v, (bool, np.bool_, np.integer)):
+            attrs[k] = int(v)
+        elif isinstance(v, (np.floating, float)):
+            attrs[k] = float(v) if math.isfinite(float(v)) else str(float(v))
+        elif isinstance(v, (int, str)):
+            attrs[k] = v
+        else:
+            attrs[k] = json.dumps(v, default=str)
+    d.attrs = attrs
+    return d
 
 
 def main(args) -> int:
@@ -111,27 +157,39 @@ def main(args) -> int:
     from nnft.observables import plots
     from nnft.observables.propagator import standard_accumulators
 
+    from nnft.observables import error_methods
+    from .outputs import check_output_path, plots_dir, write_dataset
+
+    allowed = WHAT + tuple(_registry_what())
     what = [w.strip() for w in args.what.split(",") if w.strip()]
-    bad = [w for w in what if w not in WHAT + EXT_WHAT]
+    bad = [w for w in what if w not in allowed]
     if bad or not what:
-        raise ValueError(f"--what: unknown {bad or what}; allowed: {', '.join(WHAT + EXT_WHAT)}")
-    ext = [w for w in what if w in EXT_WHAT]
+        raise UserError(f"--what: unknown {bad or what}; allowed: {', '.join(allowed)}")
+    ext = [w for w in what if w not in WHAT]
     what = [w for w in what if w in WHAT]
     if args.blocks < 2:
-        raise ValueError(f"--blocks must be >= 2, got {args.blocks}")
+        raise UserError(f"--blocks must be >= 2, got {args.blocks}")
+    if args.error not in error_methods():
+        raise UserError(f"--error: unknown method {args.error!r}; known: {list(error_methods())}")
     store = FieldStore.open(args.store)
+    out = Path(args.out) if args.out else Path(str(store.path).rstrip("/") + ".measure.zarr")
+    check_output_path(out, protect=[store.path])
     lat = store.lattice
     periodic = getattr(lat, "kind", "") == "lattice" and lat.boundary == "periodic"
     needs_fft = [w for w in what if w in ("propagator", "two_point", "effective_mass", "xi")]
     if needs_fft and not periodic:
-        raise ValueError(f"--what {','.join(needs_fft)} needs a periodic lattice; this store "
+        raise UserError(f"--what {','.join(needs_fft)} needs a periodic lattice; this store "
                          f"has {lat!r}")
     spec = store.spec or {}
     m2 = args.m2 if args.m2 is not None else spec.get("m2")
     free_like = spec.get("arch") in ("ExactFreeField", "LatticeCosNet") or args.m2 is not None
 
+    pdir = Path(args.plots) if args.plots else out.with_name(out.stem + "_plots")
+    if not args.no_plots and what:
+        check_output_path(pdir, protect=[store.path])
+        plots_dir(pdir)
     if ext:
-        _run_ext(ext, store, args)
+        _run_registered(ext, store, out, args)
         if not what:
             return 0
 
@@ -140,15 +198,13 @@ def main(args) -> int:
     if "correlators" in what:
         points = _parse_points(args.points) if args.points else _default_points(lat)
         if max(max(t) for t in points) >= int(np.prod(store.field_shape)):
-            raise ValueError("--points: a site index exceeds the number of field entries")
+            raise UserError("--points: a site index exceeds the number of field entries")
         accs["moments"] = PointMoments(points)
     meas = measure(store, accs, blocks=args.blocks, executor=args.executor,
                    progress=not args.quiet)
     kw = {"error": args.error}
     col: dict = {}
     figs = []
-    out = Path(args.out) if args.out else Path(str(store.path).rstrip("/") + ".measure.zarr")
-    pdir = Path(args.plots) if args.plots else out.with_name(out.stem + "_plots")
     do_plots = not args.no_plots
     summary = []
 
@@ -210,10 +266,7 @@ def main(args) -> int:
              "spec": json.dumps(spec, sort_keys=True)}
     attrs.update(col["attrs"])
     ds.attrs = attrs
-    if out.suffix in (".nc", ".nc4", ".netcdf"):
-        ds.to_netcdf(out)
-    else:
-        ds.to_zarr(out, mode="w", consolidated=False)
+    write_dataset(ds, out, made_by="nnft measure")
     if not args.quiet:
         print(f"measured {meas.n_samples} samples of {store.path} -> {out}")
         for name, v, e in summary:

@@ -35,6 +35,13 @@ def _table(header, rows):
     return "\n".join(out)
 
 
+def _savefig(fig, path: Path):
+    """Save a figure under a temporary name, then rename it (a kill never leaves half a PNG)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
+    os.replace(tmp, path)
+
+
 def _plots(results, out: Path) -> dict:
     import matplotlib
 
@@ -59,7 +66,7 @@ def _plots(results, out: Path) -> dict:
             ax.legend()
             fig.tight_layout()
             p = out / "plots" / f"{name}-propagator.png"
-            fig.savefig(p, dpi=110)
+            _savefig(fig, p)
             plt.close(fig)
             made.setdefault(name, []).append(("Two-point function against the closed form", p))
         for key, sc in ens.get("scaling", {}).items():
@@ -83,7 +90,7 @@ def _plots(results, out: Path) -> dict:
             ax.legend(fontsize=8)
             fig.tight_layout()
             p = out / "plots" / f"{name}-{key}.png"
-            fig.savefig(p, dpi=110)
+            _savefig(fig, p)
             plt.close(fig)
             made.setdefault(name, []).append((f"{key} against width (log-log)", p))
         cl = pw[widths[0]].get("cluster")
@@ -100,7 +107,7 @@ def _plots(results, out: Path) -> dict:
             ax.legend(fontsize=8)
             fig.tight_layout()
             p = out / "plots" / f"{name}-cluster.png"
-            fig.savefig(p, dpi=110)
+            _savefig(fig, p)
             plt.close(fig)
             made.setdefault(name, []).append(("Cluster-decomposition profile", p))
     return made

@@ -33,7 +33,8 @@ def default_config_text() -> str:
 def override(cfg: dict, *, samples=None, widths=None, backend=None) -> dict:
     """A copy of ``cfg`` with every ensemble's samples and/or widths, or the backend, replaced
     (re-validated)."""
-    from .config import ConfigError, resolve_config
+    from .config import resolve_config
+    from .errors import ConfigError
 
     cfg = dict(cfg)
     if backend is not None:
@@ -75,10 +76,19 @@ def main(args) -> int:
         stem = Path(args.config).stem
     if args.samples is not None or args.widths is not None or args.backend is not None:
         cfg = override(cfg, samples=args.samples, widths=args.widths, backend=args.backend)
+    from .resources import check_fits, estimate, existing_store_bytes
+
+    out = Path(args.out or f"nnft-run-{stem}")
+    est = estimate(cfg)
     if args.check:
         print(f"config OK: {len(cfg.get('ensemble', []))} ensemble(s)")
+        for line in est.lines():
+            print(f"  {line}")
+        check_fits(est, out, existing_bytes=existing_store_bytes(out))
         return 0
-    out = Path(args.out or f"nnft-run-{stem}")
+    check_fits(est, out, existing_bytes=existing_store_bytes(out))
+    if not args.quiet:
+        print("; ".join(est.lines()), flush=True)
     t0 = time.perf_counter()
     run_config(cfg, out, quiet=args.quiet)
     print(f"report: {out / 'report.md'} (and report.html) in {time.perf_counter() - t0:.1f} s")

@@ -1,6 +1,6 @@
 """Every example config runs end to end through `nnft run` (subprocess, smoke size), the report's
 numbers agree with the library run in-process on the same stores, and the measurements of
-nnft.measurements_ext / the [mcmc] comparison of nnft.compare are checked against closed forms.
+nnft.measurements / the [mcmc] comparison of nnft.compare are checked against closed forms.
 
 Every example must be runnable: one whose measurements are not wired into `nnft run` fails with
 the reason; the direct tests below cover those functions regardless.
@@ -21,33 +21,22 @@ from nnft.measurements import Context
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.toml"))
-# smoke sizes: (--samples, --widths); widths None keeps the example's own
-SMOKE = {"halverson2008_nngp": (1500, "4"), "halverson2008_nngp_gpu": (1000, "4"), "maiti2106_symmetry": (1000, "5"),
-         "cosnet_free_scalar": (1000, "4"), "bayesian_rg": (400, "16"),
-         "cosnet_phi4_reweighting": (2000, "16,256"), "mcmc_comparison": (400, None)}
-DEFAULT_SMOKE = (1000, "4,16")
+sys.path.insert(0, str(Path(__file__).parent))
+from smoke import SMOKE_ARGS, strip_timings  # noqa: E402
 
 
 def _wired(cfg):
     """Reason why ``cfg`` cannot run through `nnft run` yet, or None."""
     missing = sorted({m for e in cfg.get("ensemble", []) for m in e.get("measure", [])}
-                     - set(M.MEASURE))
+                     - set(M.REGISTRY))
     if missing:
-        return f"measurements {missing} are not in nnft.measurements.MEASURE yet"
+        return f"measurements {missing} are not registered in nnft.measurements yet"
     return None
 
 
 def _run_example(path, out):
-    samples, widths = SMOKE.get(path.stem, DEFAULT_SMOKE)
-    args = [sys.executable, "-m", "nnft", "run", str(path), "--samples", str(samples),
-            "--out", str(out), "--quiet"]
-    if widths:
-        args += ["--widths", widths]
-    from nnft.lattice import cuda_available
-
-    with open(path, "rb") as f:
-        if tomllib.load(f).get("backend") == "cupy" and not cuda_available():
-            args += ["--backend", "numpy"]  # the GPU-only configs still run (slowly) on the CPU
+    args = [sys.executable, "-m", "nnft", "run", str(path), "--out", str(out), "--quiet",
+            *SMOKE_ARGS(path)]
     return subprocess.run(args, capture_output=True, text=True, timeout=300)
 
 
@@ -90,6 +79,53 @@ def test_example_runs_end_to_end(runs, path):
         assert {r["L"] for r in rows} and all(r["cost_per_indep_sample_s"] > 0 for r in rows)
         assert (out / "plots" / "mcmc-cost.png").stat().st_size > 0
     assert (out / "report.md").read_text().startswith("# ")
+
+
+def _compare_to_baseline(base, got, where=""):
+    """Every entry of ``base`` is in ``got``, numbers equal to float64 rounding (new entries
+    in ``got`` are allowed: measurements may add results)."""
+    if isinstance(base, dict):
+        assert isinstance(got, dict), where
+        for k, v in base.items():
+            assert k in got, f"{where}/{k} missing"
+            _compare_to_baseline(v, got[k], f"{where}/{k}")
+    elif isinstance(base, list):
+        assert isinstance(got, list) and len(got) == len(base), where
+        for i, (a, b) in enumerate(zip(base, got)):
+            _compare_to_baseline(a, b, f"{where}[{i}]")
+    elif isinstance(base, float) and not isinstance(base, bool):
+        assert isinstance(got, (int, float)), where
+        assert got == pytest.approx(base, rel=1e-9, abs=1e-13), where
+    else:
+        assert got == base, where
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_results_unchanged_from_baseline(runs, path):
+    """The numbers of every example at smoke size equal those recorded before the registry
+    refactor (tests/cli/baseline/, made by tests/cli/record_baseline.py on the code before it),
+    timings aside. Re-record only for a deliberate change of physics, and say why."""
+    entry = runs[path.stem]
+    assert not isinstance(entry, str), entry
+    cfg, out, r = entry
+    assert r.returncode == 0, r.stderr[-3000:]
+    base = strip_timings(json.loads(
+        (ROOT / "tests" / "cli" / "baseline" / f"{path.stem}.json").read_text()))
+    got = strip_timings(json.loads((out / "results.json").read_text()))
+    _compare_to_baseline(base, got)
+
+
+def test_baseline_comparison_can_fail():
+    """Companion: a changed number, a missing entry or a changed verdict is caught."""
+    base = {"a": {"x": 1.0, "v": "symmetric", "l": [1.0, 2.0]}}
+    _compare_to_baseline(base, {"a": {"x": 1.0 + 1e-12, "v": "symmetric", "l": [1.0, 2.0],
+                                      "new": 3}})
+    for bad in ({"a": {"x": 1.0 + 1e-6, "v": "symmetric", "l": [1.0, 2.0]}},
+                {"a": {"v": "symmetric", "l": [1.0, 2.0]}},
+                {"a": {"x": 1.0, "v": "broken", "l": [1.0, 2.0]}},
+                {"a": {"x": 1.0, "v": "symmetric", "l": [1.0]}}):
+        with pytest.raises(AssertionError):
+            _compare_to_baseline(base, bad)
 
 
 def test_report_numbers_match_library_cosnet(runs):
@@ -181,7 +217,7 @@ def test_reweight_mass_shift_closed_form(cos8):
     """g = 0, target m^2 = 0.55 from a base of 0.5: reweighting is exactly the free field at 0.55.
     Companion: the same numbers are far from the free values at the base mass."""
     from nnft.lattice import free_field_exact
-    from nnft.measurements_ext import reweight
+    from nnft.measurements import reweight
 
     out = reweight(_ctx(cos8[1024], 1024, g=0.0, m2_target=0.55))
     _no_bad_json(out)
@@ -194,7 +230,7 @@ def test_reweight_mass_shift_closed_form(cos8):
 
 
 def test_reweight_hartree_against_hmc(cos8):
-    from nnft.measurements_ext import reweight
+    from nnft.measurements import reweight
 
     out = reweight(_ctx(cos8[1024], 1024, g=1.0, hmc_trajectories=600))
     assert out["m2_target"] < 0.5 and out["ess_fraction"] > 0.5
@@ -207,7 +243,7 @@ def test_reweight_hartree_against_hmc(cos8):
 def test_couplings_lattice_against_cosnet_formula(cos8):
     """Fitted lambda vs the same fit of the exact finite-N G4c (N = 4); companion: the formula
     at N = 8 (half the coupling) is rejected."""
-    from nnft.measurements_ext import couplings
+    from nnft.measurements import couplings
 
     out = couplings(_ctx(cos8[4], 4))
     _no_bad_json(out)
@@ -220,7 +256,7 @@ def test_couplings_points_running():
     lambda(2 Lambda)/lambda(Lambda) = 1/32 exactly; the Gauss-net vertex converges (ratio 1)."""
     from nnft.ensembles import GaussNet, ReLUNet, generate
     from nnft.lattice import PointSet
-    from nnft.measurements_ext import couplings
+    from nnft.measurements import couplings
 
     res = {}
     for spec, pts in ((ReLUNet(width=5, d_in=1, sigma_b=0.0), [0.2, 0.4, 0.6, 0.8, 1.0, 1.2]),
@@ -242,7 +278,7 @@ def test_rg_fisher_shell_flow(cos8):
     Gt(p) theta(Lambda - |p|); the kept fraction of neurons equals the Gt-weighted fraction of
     momenta inside the cutoff (binomial error); companion: not the fraction of the next cutoff."""
     from nnft.lattice import free_propagator_momentum
-    from nnft.measurements_ext import rg
+    from nnft.measurements import rg
     from nnft.observables.rg import fisher_to_momentum
 
     cuts = [1 / (1.0 + 0.5), 1 / (4.0 + 0.5)]
@@ -267,7 +303,7 @@ def test_rg_fisher_shell_flow(cos8):
 def test_generating_functional_near_gaussian(cos8):
     """N = 1024: kappa_2(J.phi) = J.K.J exactly at every width and W ~ J.K.J/2;
     companion: kappa_2 against 1.1 J.K.J is rejected."""
-    from nnft.measurements_ext import generating
+    from nnft.measurements import generating
 
     out = generating(_ctx(cos8[1024], 1024))
     _no_bad_json(out)

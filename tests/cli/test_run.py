@@ -73,17 +73,35 @@ def test_report_numbers_match_results_and_status(tmp_path):
     assert resolve_config(tomllib.loads((out / "config.toml").read_text())) == cfg
 
 
-def test_interrupted_run_is_not_complete(tmp_path, monkeypatch):
-    def boom(ctx):
-        raise RuntimeError("killed mid-measurement")
+def _break_measurement(monkeypatch, name, exc):
+    import dataclasses
 
-    monkeypatch.setitem(measurements.MEASURE, "six_point", boom)
+    def boom(ctx):
+        raise exc
+
+    m = measurements.REGISTRY[name]
+    monkeypatch.setitem(measurements.REGISTRY, name, dataclasses.replace(m, run=boom))
+
+
+def test_failed_run_says_failed_with_the_error(tmp_path, monkeypatch):
+    _break_measurement(monkeypatch, "six_point", RuntimeError("killed mid-measurement"))
     cfg = resolve_config(tomllib.loads(SMALL.format(keep="true")))
     with pytest.raises(RuntimeError):
         run_config(cfg, tmp_path / "r", quiet=True)
-    assert json.loads((tmp_path / "r" / "status.json").read_text())["state"] == "running"
+    status = json.loads((tmp_path / "r" / "status.json").read_text())
+    assert status["state"] == "failed"
+    assert status["error"] == "RuntimeError: killed mid-measurement"
     assert not (tmp_path / "r" / "report.md").exists()
     assert not (tmp_path / "r" / "results.json").exists()
+
+
+def test_interrupted_run_says_interrupted(tmp_path, monkeypatch):
+    _break_measurement(monkeypatch, "six_point", KeyboardInterrupt())
+    cfg = resolve_config(tomllib.loads(SMALL.format(keep="true")))
+    with pytest.raises(KeyboardInterrupt):
+        run_config(cfg, tmp_path / "r", quiet=True)
+    assert json.loads((tmp_path / "r" / "status.json").read_text())["state"] == "interrupted"
+    assert not (tmp_path / "r" / "report.md").exists()
 
 
 def test_refuses_foreign_output_folder(tmp_path):

@@ -65,11 +65,15 @@ def test_bad_inputs(cos_store, tmp_path):
         CoarseGrainedSource(st, 1.0)
 
 
-def test_measure_ext_runners_smoke(cos_store, tmp_path):
-    from nnft.measure_ext import RUNNERS
+def test_measure_cli_runs_registered_measurements(cos_store, tmp_path):
+    """`nnft measure --what symmetry,cluster,couplings,rg` runs the registry's measurements
+    (the code `nnft run` uses) on a store and writes one Dataset per result."""
+    from nnft.cli import main
 
-    for what, fn in RUNNERS.items():
-        r = fn(cos_store, tmp_path / "out", n_blocks=8)
-        assert r["datasets"] and all(p.exists() for p in r["plots"])
-        assert (tmp_path / "out").exists()
-    assert (tmp_path / "out" / "rg_flow.zarr").exists()
+    out = tmp_path / "m.zarr"
+    rc = main(["measure", str(cos_store.path), "--out", str(out), "--blocks", "8", "--quiet",
+               "--what", "symmetry,cluster,couplings,rg"])
+    assert rc == 0
+    made = sorted(p.name for p in tmp_path.glob("m_*.zarr"))
+    assert "m_rg.zarr" in made and "m_cluster.zarr" in made, made
+    assert any(n.startswith("m_symmetry_") for n in made) and "m_couplings.zarr" in made, made

@@ -1,0 +1,94 @@
+"""Connected 4- and 6-point functions, the deviation m_n from the GP and its background."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._common import _arch, _is_lattice, _npoint_tuples, _pairs, _tuples, _z_summary  # noqa: F401
+from .base import Measurement, Option, register
+
+def _connected_expected(ctx, tuples):
+    """Closed-form finite-width connected correlator at ``tuples`` where PHYSICS.md gives one."""
+    from ..ensembles import LatticeCosNet
+    from ..lattice import free_propagator
+    from ..observables import cumulants
+
+    from ..ensembles import ErfNet, GaussNet, ReLUNet, TanhNet
+    from ..ensembles.kernels import neuron_moment
+
+    spec = ctx.spec
+    order = tuples.shape[1]
+    if isinstance(spec, LatticeCosNet) and order == 4 and spec.components is None:
+        G = free_propagator(ctx.lattice, spec.m2)
+        k = 3.0 if spec.amplitude == "gaussian" else 1.0
+        return cumulants.cosnet_connected_4pt(G, tuples, spec.width, kurtosis=k)
+    single = (GaussNet, ErfNet, ReLUNet, TanhNet)
+    if isinstance(spec, single) and spec.components is None and not spec.has_means:
+        P = ctx.lattice.positions()
+        cache = {}
+
+        def E(*idx):
+            key = tuple(sorted(idx))
+            if key not in cache:
+                cache[key] = neuron_moment(spec, P[list(key)])
+            return cache[key]
+
+        return cumulants.single_neuron_connected(E, E, tuples, spec.width, sigma=spec.sigma_w,
+                                                 E6=E if order == 6 else None)
+    return None
+
+
+
+def npoint(ctx: Context, order: int) -> dict:
+    """Connected n-point function, deviation m_n from the GP and its background."""
+    from ..observables import connected_correlator, deviation_measure
+
+    tuples = _npoint_tuples(ctx, order)
+    ds = connected_correlator(ctx.store, tuples, order=order)
+    val, err = ds["value"].values, ds["error"].values
+    out = {"quantity": f"connected {order}-point function",
+           "mean_abs_connected": float(np.mean(np.abs(val))),
+           "mean_abs_connected_error": float(math.sqrt(np.sum(err**2)) / len(err))}
+    expected = _connected_expected(ctx, tuples)
+    if expected is not None:
+        out.update({f"formula_{k}": v for k, v in _z_summary(val, err, expected).items()})
+    K = ctx.kernel
+    if K is not None:
+        n_sub = int(ctx.options.get("n_sub", 10))
+        dm = deviation_measure(ctx.store, tuples, K, n_sub=n_sub)
+        out["m_n"] = float(dm["value"].values)
+        out["m_n_error"] = float(dm["error"].values)
+        if "background" in dm:
+            out["background"] = float(dm["background"].values)
+            out["background_error"] = float(dm["background_error"].values) if "background_error" in dm else float("nan")
+    out["data"] = {"tuples": tuples, "value": val, "error": err,
+                   "expected": expected if expected is not None else np.full_like(val, np.nan)}
+    return out
+
+
+def four_point(ctx):
+    return npoint(ctx, 4)
+
+
+def six_point(ctx):
+    return npoint(ctx, 6)
+
+
+_BOX = Option("box", int, 3, "lattice tuples are drawn from the sites of a box of this side at "
+              "the origin", minimum=1)
+_NSUB = Option("n_sub", int, 10, "independent sub-ensembles for m_n and its background",
+               minimum=2)
+register(Measurement(
+    name="four_point",
+    summary="connected 4-point function at random tuples against the finite-width formula; "
+            "m_4 and its noise background",
+    run=four_point, tuples=lambda ctx: _npoint_tuples(ctx, 4),
+    options=(_BOX, Option("n_tuples_4", int, 12, "number of random 4-point tuples", minimum=1),
+             _NSUB)))
+register(Measurement(
+    name="six_point",
+    summary="connected 6-point function at random tuples; m_6 and its noise background",
+    run=six_point, tuples=lambda ctx: _npoint_tuples(ctx, 6),
+    options=(_BOX, Option("n_tuples_6", int, 12, "number of random 6-point tuples", minimum=1),
+             _NSUB)))
