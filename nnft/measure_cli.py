@@ -186,8 +186,7 @@ def main(args) -> int:
 
     pdir = Path(args.plots) if args.plots else out.with_name(out.stem + "_plots")
     if not args.no_plots and what:
-        check_output_path(pdir, protect=[store.path])
-        plots_dir(pdir)
+        plots_dir(pdir, protect=[store.path])
     if ext:
         _run_registered(ext, store, out, args)
         if not what:

@@ -51,17 +51,21 @@ def check_output_path(out: Path, *, protect=()) -> None:
     ``protect`` (the input store).
     """
     out = Path(out)
-    res = out.resolve()
-    for p in protect:
-        p = Path(p).resolve()
-        if res == p or p in res.parents:
-            raise OutputError(f"--out {str(out)!r} is (inside) the input store {str(p)!r}; "
-                              f"choose another output path")
+    _refuse_inside(out, protect)
     if not out.parent.exists():
         raise OutputError(f"--out {str(out)!r}: parent directory does not exist")
     if out.exists() and not _made_by_nnft(out):
         raise OutputError(f"--out {str(out)!r} exists and was not written by nnft; nnft does "
                           f"not overwrite it (choose a new path)")
+
+
+def _refuse_inside(out: Path, protect):
+    res = Path(out).resolve()
+    for p in protect:
+        p = Path(p).resolve()
+        if res == p or p in res.parents:
+            raise OutputError(f"output {str(out)!r} is (inside) the input store {str(p)!r}; "
+                              f"choose another output path")
 
 
 def write_dataset(ds, out: Path, *, made_by: str) -> Path:
@@ -97,9 +101,11 @@ def _remove_ours(path: Path):
         path.unlink()
 
 
-def plots_dir(path: Path) -> Path:
-    """Create (or reuse, if nnft made it) a folder for plots; refuse a foreign non-empty one."""
+def plots_dir(path: Path, *, protect=()) -> Path:
+    """Create (or reuse, if nnft made it) a folder for plots; refuse a foreign non-empty one
+    and one inside ``protect`` (the input store)."""
     path = Path(path)
+    _refuse_inside(path, protect)
     if path.exists():
         if not path.is_dir():
             raise OutputError(f"plots folder {str(path)!r} exists and is not a folder")
