@@ -6,8 +6,19 @@ from importlib import resources
 from pathlib import Path
 
 
+def _measurements_epilog() -> str:
+    from . import measurements as registry
+
+    rows = [f"  {n:<11s} {m.summary}" for n, m in registry.REGISTRY.items()]
+    return ("measurements (measure = [...] in an [[ensemble]] table; their options are listed "
+            "in docs/measurements.md):\n" + "\n".join(rows))
+
+
 def add_parser(sub):
-    p = sub.add_parser("run", help="generate, measure and report a run config (default: the 2D "
+    import argparse
+
+    p = sub.add_parser("run", epilog=_measurements_epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter, help="generate, measure and report a run config (default: the 2D "
                                    "lattice free scalar from a cos-net)",
                        description="Run a config: generate the network ensembles into Zarr stores, "
                                    "measure them and write a report (markdown, HTML, PNG plots).")

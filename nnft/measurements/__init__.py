@@ -12,8 +12,8 @@ import importlib
 import numpy as np
 
 from .base import (REGISTRY, Context, Measurement, Option, OptionError, check_options, get,
-                   jsonable, names, pass_blocks, register, resolve_options, run_one,
-                   shared_pass, streamable)
+                   jsonable, names, pass_blocks, register, registry_markdown, resolve_options,
+                   run_one, shared_pass, streamable)
 
 _MODULES = ("two_point", "npoint", "cluster", "symmetry", "couplings", "rg", "reweight",
             "generating")
@@ -33,7 +33,8 @@ propagator = two_point
 MEASURE = {name: m.run for name, m in REGISTRY.items()}
 
 __all__ = ["REGISTRY", "Context", "Measurement", "Option", "OptionError", "check_options", "get",
-           "jsonable", "names", "pass_blocks", "register", "resolve_options", "run_one",
+           "jsonable", "names", "pass_blocks", "register", "registry_markdown", "resolve_options",
+           "run_one",
            "shared_pass", "streamable", "width_scan_summary", "MEASURE",
            "two_point", "propagator", "four_point", "six_point", "npoint", "cluster", "symmetry",
            "couplings", "rg", "reweight", "generating", "continuum_kernel_fn"]

@@ -35,7 +35,8 @@ import numpy as np
 from ..lattice import UserError
 
 __all__ = ["Context", "Option", "Measurement", "OptionError", "REGISTRY", "register", "get",
-           "names", "check_options", "resolve_options", "shared_pass", "streamable"]
+           "names", "check_options", "resolve_options", "shared_pass", "streamable",
+           "registry_markdown"]
 
 
 class OptionError(UserError):
@@ -290,6 +291,46 @@ def run_one(name: str, ctx: Context, data=None) -> dict:
 def pass_blocks(options: dict) -> int:
     """Error blocks of the shared pass (at least 20; more when ``n_sub`` asks for more)."""
     return max(20, int(options.get("n_sub", 10)))
+
+
+def _type_doc(o: Option) -> str:
+    t = {int: "integer", float: "number", bool: "true/false", str: "string",
+         list: "list of numbers"}[o.type]
+    if o.choices:
+        t += " in " + ", ".join(f"`{c}`" for c in o.choices)
+    if o.minimum is not None:
+        t += f", >= {o.minimum:g}"
+    return t
+
+
+def registry_markdown() -> str:
+    """docs/measurements.md: every registered measurement with its options (generated)."""
+    lines = ["# Measurements", "",
+             "Generated from the measurement registry (`nnft/measurements/`) by "
+             "`python -m nnft.measurements`; do not edit by hand.", "",
+             "A run config lists measurements per ensemble in `measure = [...]` and sets their "
+             "options in `options = { ... }`; every option key is checked when the config is "
+             "loaded. `nnft measure STORE --what NAME` runs the same code on a stored ensemble "
+             "(store-level measurements `scalars`, `propagator` (momentum space), `two_point`, "
+             "`effective_mass`, `xi` and `correlators` keep their `nnft measure` meaning there).",
+             "",
+             "Requirements: *spec* a network ensemble; *kernel* an architecture with a "
+             "closed-form GP kernel; *lattice* / *periodic* a (periodic) lattice, not a point "
+             "set; *stored* reads the stored ensemble (cannot run with `keep_stores = false`). "
+             "Measurements marked *one pass* share a single pass over the ensemble.", ""]
+    for name, m in REGISTRY.items():
+        req = ", ".join(m.requires) or "none"
+        lines += [f"## `{name}`", "", m.summary + ".", "",
+                  f"Requires: {req}. {'One pass (runs on the fly too).' if m.streamable else ''}"
+                  .rstrip(), ""]
+        if m.options:
+            lines += ["| option | type | default | meaning |", "|---|---|---|---|"]
+            for o in m.options:
+                d = "required" if o.required else ("-" if o.default is None else f"`{o.default!r}`"
+                                                   .replace("True", "true").replace("False", "false"))
+                lines.append(f"| `{o.name}` | {_type_doc(o)} | {d} | {o.doc} |")
+            lines.append("")
+    return "\n".join(lines)
 
 
 def jsonable(obj):
