@@ -50,6 +50,10 @@ from .backend import backend_name, get_xp, to_numpy
 from .random import bit_generator_name, chunk_rng, resolve_seed
 
 __all__ = [
+    "Sampler",
+    "SAMPLERS",
+    "register_sampler",
+    "make_sampler",
     "HMC",
     "Metropolis",
     "ChainResult",
@@ -93,7 +97,74 @@ def _check_action(action):
 
 
 # ============================================================================ samplers
-class HMC:
+class Sampler:
+    """Base class of the Markov-chain samplers :func:`run_chain` drives (NetKet-style).
+
+    A sampler holds its target ``action`` and updates a batch of chains at once. To add one,
+    copy :class:`Metropolis` (the smaller), set the class attributes and implement
+    :meth:`update` and :meth:`settings`, and decorate the class with
+    :func:`register_sampler` so that configs can name it.
+
+    Class attributes
+    ----------------
+    kind : str
+        The name configs use (``sampler.kind`` in `nnft mcmc`).
+    step_name : str
+        The attribute holding the tunable step size (``eps``, ``delta``, ...).
+    target_accept : float
+        Default acceptance the step size is tuned to.
+    """
+
+    kind = ""
+    step_name = ""
+    target_accept = 0.5
+
+    @property
+    def step_size(self):
+        return getattr(self, self.step_name)
+
+    @step_size.setter
+    def step_size(self, v):
+        setattr(self, self.step_name, _pos_float(v, self.step_name))
+
+    def update(self, phi, rng, host_rng):
+        """One update (trajectory, sweep) of every chain.
+
+        Returns ``(phi, accept_prob, extra)``: the new states, the per-chain acceptance
+        probability (NumPy, shape (n_chains,)) and a per-chain diagnostic or None (HMC:
+        exp(-dH)).
+        """
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        """Every setting, JSON-able, with ``"sampler": kind`` (stored as provenance)."""
+        raise NotImplementedError
+
+    def force_evals_per_update(self) -> float:
+        """Gradient evaluations per update (the cost unit of benchmarks)."""
+        return 0
+
+
+SAMPLERS: dict = {}
+
+
+def register_sampler(cls):
+    """Class decorator: make ``cls`` available to :func:`make_sampler` under ``cls.kind``."""
+    if not (isinstance(cls, type) and issubclass(cls, Sampler) and cls.kind and cls.step_name):
+        raise ValueError(f"{cls!r} must subclass Sampler and set kind and step_name")
+    SAMPLERS[cls.kind] = cls
+    return cls
+
+
+def make_sampler(kind: str, action, **settings) -> "Sampler":
+    """The one factory from config: ``make_sampler("hmc", action, eps=0.1, ...)``."""
+    if kind not in SAMPLERS:
+        raise ValueError(f"sampler kind must be one of {sorted(SAMPLERS)}, got {kind!r}")
+    return SAMPLERS[kind](action, **settings)
+
+
+@register_sampler
+class HMC(Sampler):
     """Hybrid Monte Carlo for a :class:`~nnft.lattice.actions.Phi4Action`, vectorised over chains.
 
     Parameters
@@ -113,6 +184,8 @@ class HMC:
     """
 
     kind = "hmc"
+    step_name = "eps"
+    target_accept = 0.8
 
     def __init__(self, action, *, eps=0.1, traj_length=1.0, integrator="omelyan",
                  n_steps_jitter=0.5):
@@ -128,14 +201,6 @@ class HMC:
         self.n_steps_jitter = j
 
     # -- settings
-    @property
-    def step_size(self):
-        return self.eps
-
-    @step_size.setter
-    def step_size(self, v):
-        self.eps = _pos_float(v, "eps")
-
     def n_steps_range(self):
         """(lo, hi): the number of steps is uniform on lo..hi inclusive."""
         n0 = max(1, int(round(self.traj_length / self.eps)))
@@ -207,7 +272,8 @@ class HMC:
         return phi, np.minimum(1.0, np.nan_to_num(emdh, nan=0.0)), emdh
 
 
-class Metropolis:
+@register_sampler
+class Metropolis(Sampler):
     """Checkerboard single-site Metropolis, vectorised over chains and the parity sublattice.
 
     Parameters
@@ -221,6 +287,8 @@ class Metropolis:
     """
 
     kind = "metropolis"
+    step_name = "delta"
+    target_accept = 0.5
 
     def __init__(self, action, *, delta=1.0, n_hits=1):
         self.action = _check_action(action)
@@ -243,14 +311,6 @@ class Metropolis:
         self._sites = [np.flatnonzero(parity == p) for p in (0, 1)]
         self._nbrs = [nbrs[s] for s in self._sites]
         self._dev = {}
-
-    @property
-    def step_size(self):
-        return self.delta
-
-    @step_size.setter
-    def step_size(self, v):
-        self.delta = _pos_float(v, "delta")
 
     def settings(self):
         return {"sampler": "metropolis", "delta": self.delta, "n_hits": self.n_hits,
@@ -287,9 +347,6 @@ class Metropolis:
             flat[:, s] = cur
         rate = to_numpy(acc_sum) / (self.action.volume * self.n_hits)
         return flat.reshape(phi.shape), rate, None
-
-    def force_evals_per_update(self):
-        return 0
 
 
 def _module_name(a):
@@ -346,8 +403,8 @@ class ChainResult:
 
 
 def _make_sampler(sampler):
-    if not isinstance(sampler, (HMC, Metropolis)):
-        raise ValueError(f"sampler must be an HMC or Metropolis instance, got {sampler!r}")
+    if not isinstance(sampler, Sampler):
+        raise ValueError(f"sampler must be a Sampler (one of {sorted(SAMPLERS)}), got {sampler!r}")
     return sampler
 
 
@@ -462,8 +519,9 @@ def run_chain(sampler, n_chains, n_times, store=None, *, chunk_times=None, every
 
     Parameters
     ----------
-    sampler : HMC or Metropolis
-        The sampler (its action fixes the theory and the convention of the stored field).
+    sampler : Sampler
+        HMC, Metropolis or any registered :class:`Sampler` (its action fixes the theory and
+        the convention of the stored field).
     n_chains : int
         Number of independent chains (``n_replicas`` of the store).
     n_times : int
@@ -508,7 +566,7 @@ def run_chain(sampler, n_chains, n_times, store=None, *, chunk_times=None, every
         chunk_times = min(n_times, max(1, 4096 // R))
     chunk_times = _pos_int(chunk_times, "chunk_times")
     if target_accept is None:
-        target_accept = 0.8 if sampler.kind == "hmc" else 0.5
+        target_accept = sampler.target_accept
     target_accept = float(target_accept)
     if not 0.0 < target_accept < 1.0:
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept!r}")
@@ -538,7 +596,7 @@ def run_chain(sampler, n_chains, n_times, store=None, *, chunk_times=None, every
             if _canon(old) != _canon(requested):
                 raise StoreError(f"store {str(p)!r} was made with different chain settings: "
                                  f"store has {old}, asked for {requested}")
-            sampler.step_size = fs.extra["sampler"]["eps" if sampler.kind == "hmc" else "delta"]
+            sampler.step_size = fs.extra["sampler"][sampler.step_name]
             seed = fs.seed
             resumed = True
     seed = resolve_seed(seed)

@@ -186,20 +186,16 @@ def run_markov(kind, L, n_chains, n_times, *, traj_length=1.0, seed=1, n_therm=2
     Metropolis on the free action; one measurement per trajectory / sweep."""
     from .lattice import Lattice, free_field_exact
     from .lattice.actions import free_action
-    from .lattice.mcmc import HMC, Metropolis, run_chain
+    from .lattice.mcmc import make_sampler, run_chain
     from .observables.gamma import gamma_error, primary_series
 
     lat = Lattice((L, L))
     m2 = m2_for(L, m_E_L)
     act = free_action(lat, m2)
-    if kind == "hmc":
-        sampler = HMC(act, traj_length=traj_length, eps=min(0.5, traj_length))
-        label = label or f"HMC tau={traj_length:g}"
-    elif kind == "metropolis":
-        sampler = Metropolis(act, delta=1.5)
-        label = label or "Metropolis"
-    else:
-        raise ValueError(f"kind: must be 'hmc' or 'metropolis', got {kind!r}")
+    settings = {"hmc": {"traj_length": traj_length, "eps": min(0.5, traj_length)},
+                "metropolis": {"delta": 1.5}}
+    sampler = make_sampler(kind, act, **settings.get(kind, {}))
+    label = label or (f"HMC tau={traj_length:g}" if kind == "hmc" else kind.capitalize())
     parts = []
     t0 = time.perf_counter()
     res = run_chain(sampler, n_chains, n_times, callback=lambda k, phi, lw: parts.append(

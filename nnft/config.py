@@ -37,11 +37,12 @@ from pathlib import Path
 import tomli_w
 
 from . import measurements as registry
-from .compare import validate_mcmc_section
 from .errors import ConfigError
+from .studies import STUDIES
 
 TOP_KEYS = {"title": str, "paper": str, "description": str, "claims": list, "seed": int,
-            "backend": str, "dtype": str, "method": str, "keep_stores": bool, "ensemble": list, "mcmc": dict}
+            "backend": str, "dtype": str, "method": str, "keep_stores": bool, "ensemble": list,
+            **{table: dict for table in STUDIES}}
 ENSEMBLE_KEYS = {"name": str, "arch": str, "lattice": dict, "widths": list, "samples": int,
                  "chunk": int, "params": dict, "measure": list, "options": dict}
 LATTICE_KEYS = {"shape": list, "spacing": (int, float), "origin": (int, float, list),
@@ -118,10 +119,11 @@ def resolve_config(raw: dict) -> dict:
         raise ConfigError(f"dtype: must be one of {DTYPES}, got {cfg['dtype']!r}")
     for i, c in enumerate(cfg["claims"]):
         _check_type(f"claims[{i}]", c, str)
-    if "mcmc" in cfg:
-        cfg["mcmc"] = validate_mcmc_section(cfg["mcmc"])
+    for table, study in STUDIES.items():
+        if table in cfg:
+            cfg[table] = study.validate(cfg[table])
     ensembles = cfg.get("ensemble")
-    if not ensembles and "mcmc" not in cfg:
+    if not ensembles and not any(t in cfg for t in STUDIES):
         raise ConfigError("ensemble: at least one [[ensemble]] table is required")
     names = set()
     for i, ens in enumerate(ensembles or []):

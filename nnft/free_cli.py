@@ -1,12 +1,12 @@
 """``nnft free``: the exact Fourier sampler of the free field into a store, with a summary."""
 from __future__ import annotations
 
-from .lattice import UserError
-
 import math
 import time
 
 import numpy as np
+
+from .lattice import UserError
 
 
 def add_parser(sub):

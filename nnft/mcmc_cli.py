@@ -38,9 +38,9 @@ Config (TOML; every key is checked, unknown keys are errors)::
 """
 from __future__ import annotations
 
-from .lattice import UserError
-
 import time
+
+from .lattice import UserError
 
 SCHEMA = {
     "lattice": {"shape": list},
@@ -56,8 +56,14 @@ SCHEMA = {
 }
 REQUIRED = {"lattice": ("shape",), "action": (), "sampler": ("kind",),
             "chain": ("n_chains", "n_times"), "output": ()}
-HMC_KEYS = ("eps", "traj_length", "integrator", "n_steps_jitter")
-METRO_KEYS = ("delta", "n_hits")
+
+
+def _sampler_keys(cls) -> set:
+    """The keyword settings a sampler class accepts (its constructor's keyword-only args)."""
+    import inspect
+
+    return {n for n, p in inspect.signature(cls.__init__).parameters.items()
+            if p.kind is p.KEYWORD_ONLY}
 
 
 def add_parser(sub):
@@ -111,12 +117,15 @@ def validate_config(cfg):
             if k not in tab:
                 raise UserError(f"missing required key {sec}.{k}")
     kind = cfg["sampler"]["kind"]
-    if kind not in ("hmc", "metropolis"):
-        raise UserError(f"sampler.kind must be 'hmc' or 'metropolis', got {kind!r}")
-    wrong = METRO_KEYS if kind == "hmc" else HMC_KEYS
-    for k in wrong:
-        if k in cfg["sampler"]:
-            raise UserError(f"sampler.{k} does not apply to sampler.kind = {kind!r}")
+    from .lattice.mcmc import SAMPLERS
+
+    if kind not in SAMPLERS:
+        raise UserError(f"sampler.kind must be one of {sorted(SAMPLERS)}, got {kind!r}")
+    own = _sampler_keys(SAMPLERS[kind])
+    for k in cfg["sampler"]:
+        if k != "kind" and k not in own:
+            raise UserError(f"sampler.{k} does not apply to sampler.kind = {kind!r}; its "
+                            f"settings are {sorted(own)}")
     shape = cfg["lattice"]["shape"]
     if not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape):
         raise UserError(f"lattice.shape must be a list of positive integers, got {shape!r}")
@@ -127,7 +136,7 @@ def build(cfg):
     """(sampler, run_chain keyword arguments) from a validated config."""
     from .lattice import Lattice
     from .lattice.actions import Phi4Action
-    from .lattice.mcmc import HMC, Metropolis
+    from .lattice.mcmc import make_sampler
 
     lat = Lattice(tuple(cfg["lattice"]["shape"]))
     a = dict(cfg.get("action", {}))
@@ -135,7 +144,7 @@ def build(cfg):
     action = Phi4Action.from_lattice(lat, conv, **a)
     s = dict(cfg["sampler"])
     kind = s.pop("kind")
-    sampler = HMC(action, **s) if kind == "hmc" else Metropolis(action, **s)
+    sampler = make_sampler(kind, action, **s)
     c = dict(cfg["chain"])
     kw = {"n_chains": c.pop("n_chains"), "n_times": c.pop("n_times"), "lattice": lat}
     kw.update(c)

@@ -1,12 +1,12 @@
 """``nnft measure STORE``: one pass over a FieldStore, results as a Dataset and PNG plots."""
 from __future__ import annotations
 
-from .lattice import UserError
-
 import json
 from pathlib import Path
 
 import numpy as np
+
+from .lattice import UserError
 
 WHAT = ("scalars", "propagator", "two_point", "effective_mass", "xi", "correlators")
 DEFAULT_WHAT = "scalars,propagator,two_point,effective_mass,xi"

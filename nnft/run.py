@@ -29,6 +29,7 @@ from pathlib import Path
 from . import measurements as registry
 from .config import dump_toml, geometry_from_config, seed_for, spec_for
 from .errors import RunError
+from .studies import STUDIES
 
 STATUS = "status.json"
 LOCK = ".nnft.lock"
@@ -57,7 +58,8 @@ def _generation_fingerprint(cfg: dict) -> dict:
     fp = {k: cfg.get(k) for k in _GENERATION_KEYS}
     fp["ensemble"] = {e["name"]: {k: e.get(k) for k in _ENSEMBLE_GENERATION_KEYS}
                       for e in cfg.get("ensemble", [])}
-    fp["mcmc"] = cfg.get("mcmc")
+    for table in STUDIES:
+        fp[table] = cfg.get(table)
     return fp
 
 
@@ -226,11 +228,10 @@ def _run(cfg, out, xp, quiet):
             "arch": ens["arch"], "params": ens["params"], "lattice": lattice.to_dict(),
             "samples": ens["samples"], "widths": ens["widths"], "per_width": per_width,
             "scaling": summary}
-    if "mcmc" in cfg:
-        from .compare import run_mcmc_comparison
-
-        log("[mcmc] network ensembles against Markov chains")
-        results["mcmc"] = run_mcmc_comparison(cfg["mcmc"], out, quiet=quiet)
+    for table, study in STUDIES.items():
+        if table in cfg:
+            log(f"[{table}] {study.summary}")
+            results[table] = study.run(cfg[table], out, quiet=quiet)
     results["timings"]["total_s"] = time.perf_counter() - t_start
     write_report(results, out)
     _write_atomic(out / "results.json", json.dumps(_jsonable(results), indent=1))

@@ -66,10 +66,12 @@ def override(cfg: dict, *, samples=None, widths=None, backend=None) -> dict:
         ensembles.append(ens)
     if ensembles:
         cfg["ensemble"] = ensembles
-    if "mcmc" in cfg and samples is not None:
-        from .compare import smoke_mcmc_section
+    if samples is not None:
+        from .studies import STUDIES
 
-        cfg["mcmc"] = smoke_mcmc_section(cfg["mcmc"], samples)
+        for table, study in STUDIES.items():
+            if table in cfg:
+                cfg[table] = study.smoke(cfg[table], samples)
     return resolve_config(cfg)
 
 
