@@ -521,7 +521,8 @@ class FieldStore:
                 raise StoreError(f"log_weight of chunk {k} must have shape {(stop - start,)}")
         elif log_weight is not None:
             raise StoreError("this store is unweighted: log_weight must be None")
-        phi = phi.astype(self.dtype, copy=False)
+        with np.errstate(over="ignore"):  # overflow to inf is reported just below
+            phi = phi.astype(self.dtype, copy=False)
         for name, x in (("phi", phi), ("log_weight", log_weight)):
             i = None if x is None else _first_nonfinite(x)
             if i is not None:
