@@ -259,7 +259,7 @@ class FieldStore:
                source: str = "network", spec: dict | None = None, seed: int | None = None,
                backend: str = "numpy", bit_generator: str = "PCG64", weighted: bool = False,
                dtype="float64", n_replicas: int = 1, extra: dict | None = None,
-               overwrite: bool = False, codec: str = DEFAULT_CODEC) -> "FieldStore":
+               overwrite: bool = False, codec: str | None = None) -> "FieldStore":
         """Create a new, empty (preallocated) store.
 
         Parameters
@@ -287,10 +287,11 @@ class FieldStore:
             Replace an existing store at ``path``. Only an nnft FieldStore holding nothing but
             what nnft writes is replaced (atomically: the new store is built, then swapped in);
             any other directory or file is refused.
-        codec : {"crc32c", "lz4+crc32c", "lz4", "raw"}
-            Chunk encoding of ``phi`` and ``log_weight``: CRC32C checksum only (default),
-            Blosc/LZ4 compression then checksum, compression only (the format of stores
-            written before checksums), or raw bytes. Without "crc32c" damage that keeps the
+        codec : {"crc32c", "lz4+crc32c", "lz4", "raw"} or None
+            Chunk encoding of ``phi`` and ``log_weight``: CRC32C checksum only, Blosc/LZ4
+            compression then checksum, compression only (the format of stores written before
+            checksums), or raw bytes. None: ``nnft.lattice.store.DEFAULT_CODEC`` ("crc32c").
+            Without "crc32c" damage that keeps the
             values finite cannot be detected.
         """
         path = Path(path)
@@ -310,7 +311,7 @@ class FieldStore:
             raise StoreError(f"dtype must be float32 or float64, got {dtype!r}") from None
         if dtype not in (np.float32, np.float64):
             raise StoreError(f"dtype must be float32 or float64, got {dtype}")
-        compressors = _compressors(codec)
+        compressors = _compressors(DEFAULT_CODEC if codec is None else codec)
         try:
             json.dumps(spec)
             json.dumps(extra or {})
