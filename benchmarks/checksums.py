@@ -95,7 +95,7 @@ def main():
         a.rounds = min(a.rounds, 2)
     else:
         cfg = dict(lat=Lattice((16, 16)), n=131072, chunk=4096, spec=E.ErfNet(256, d_in=2),
-                   net_lat=Lattice((16, 16)), n_net=8192, chunk_net=1024)
+                   net_lat=Lattice((16, 16)), n_net=4096, chunk_net=1024)
     codecs = list(store_mod.CODECS)
     default = store_mod.DEFAULT_CODEC
     best = {c: {} for c in codecs}

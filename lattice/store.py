@@ -250,6 +250,11 @@ class FieldStore:
         self.bit_generator = a.get("bit_generator")
         self._data_arrays = ("phi", "log_weight") if self.weighted else ("phi",)
         self._damage: dict[int, ChunkProblem] = {}
+        self._arrays: dict = {}
+        self._size_cache = None
+        rec = self._arr("complete")
+        self._plain_record = (rec.dtype == np.uint8 and rec.chunks == (1,) and
+                              [type(c) for c in rec.metadata.codecs] == [zarr.codecs.BytesCodec])
         if check:
             self.check_files()
 
@@ -486,11 +491,11 @@ class FieldStore:
     def checksums(self) -> bool:
         """Whether the chunks of ``phi`` carry a CRC32C checksum."""
         return any(isinstance(c, zarr.codecs.Crc32cCodec)
-                   for c in self._group["phi"].metadata.codecs)
+                   for c in self._arr("phi").metadata.codecs)
 
     def chunk_file(self, k: int, array: str = "phi") -> Path:
         """Path of the file holding chunk ``k`` of ``array`` ("phi" or "log_weight")."""
-        arr = self._group[array]
+        arr = self._arr(array)
         return self.path / array / arr.metadata.encode_chunk_key((k,) + (0,) * (arr.ndim - 1))
 
     # -- writing -----------------------------------------------------------------------------
@@ -533,10 +538,10 @@ class FieldStore:
                     f"{', after conversion to ' + self.dtype.name if name == 'phi' else ''}); "
                     "nothing was written")
         try:
-            self._group["phi"][start:stop] = phi
+            self._arr("phi")[start:stop] = phi
             if self.weighted:
-                self._group["log_weight"][start:stop] = log_weight
-            self._group["complete"][k] = 1
+                self._arr("log_weight")[start:stop] = log_weight
+            self._arr("complete")[k] = 1
         except OSError as e:
             what = {_errno.ENOSPC: "no space left on device", _errno.EROFS: "read-only file system",
                     _errno.EACCES: "permission denied"}.get(e.errno, e.strerror or str(e))
@@ -559,7 +564,7 @@ class FieldStore:
             self.chunk_range(k)  # range check
         for k in ks:
             try:
-                self._group["complete"][k] = 0
+                self._arr("complete")[k] = 0
             except OSError as e:
                 raise StoreWriteError(f"cannot update the completion record of store "
                                       f"{str(self.path)!r}: {e.strerror or e}", e.errno) from e
@@ -567,9 +572,32 @@ class FieldStore:
         return ks
 
     # -- completeness ------------------------------------------------------------------------
+    def _arr(self, name):
+        """The Zarr array ``name`` (opened once: each group lookup re-reads its metadata)."""
+        arr = self._arrays.get(name)
+        if arr is None:
+            arr = self._arrays[name] = self._group[name]
+        return arr
+
+    def _sizes(self):
+        if self._size_cache is None:
+            self._size_cache = {name: _expected_size(self._arr(name))
+                                for name in self._data_arrays}
+        return self._size_cache
+
     def _recorded(self, k: int) -> bool:
+        arr = self._arr("complete")
+        if self._plain_record:  # one raw byte per file: read it directly (Zarr costs ~1 ms)
+            f = self.path / "complete" / arr.metadata.encode_chunk_key((k,))
+            try:
+                b = f.read_bytes()
+            except FileNotFoundError:
+                return False  # the fill value 0
+            except OSError:
+                return False
+            return len(b) == 1 and b != b"\0"  # anything else is unreadable: "not written"
         try:
-            return bool(self._group["complete"][k])
+            return bool(arr[k])
         except Exception:  # noqa: BLE001 - an unreadable record entry means "not written"
             return False
 
@@ -584,7 +612,7 @@ class FieldStore:
         them gets a :class:`CorruptChunkError` rather than silently fewer samples.
         """
         try:
-            flags = np.asarray(self._group["complete"][:])
+            flags = np.asarray(self._arr("complete")[:])
         except Exception:  # noqa: BLE001 - fall back to entry-by-entry reading
             flags = np.array([self._recorded(k) for k in range(self.n_chunks)])
         return [int(k) for k in np.flatnonzero(flags)]
@@ -609,7 +637,7 @@ class FieldStore:
         ks = self.complete_chunks() if chunks is None else [int(k) for k in chunks]
         if chunks is None:
             self._damage = {}
-        sizes = {name: _expected_size(self._group[name]) for name in self._data_arrays}
+        sizes = self._sizes()
         out = []
         for k in ks:
             p = self._file_problem(k, sizes)
@@ -622,7 +650,7 @@ class FieldStore:
 
     def _file_problem(self, k, sizes=None):
         if sizes is None:
-            sizes = {name: _expected_size(self._group[name]) for name in self._data_arrays}
+            sizes = self._sizes()
         start, stop = self.chunk_range(k)
         for name in self._data_arrays:
             f = self.chunk_file(k, name)
@@ -688,7 +716,7 @@ class FieldStore:
 
     def _read_block(self, name, start, stop):
         # one chunk = one Zarr task, so a failure cannot leave sibling tasks pending
-        return self._group[name][start:stop]
+        return self._arr(name)[start:stop]
 
     def iter_chunks(self, chunks=None):
         """Yield ``(k, phi, log_weight)`` for the complete chunks (or the given ones), in order.
