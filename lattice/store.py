@@ -101,7 +101,10 @@ class StoreWriteError(StoreError):
 
 @dataclasses.dataclass(frozen=True)
 class ChunkProblem:
-    """What is wrong with one chunk: ``chunk`` index, samples ``[start, stop)``, ``file``, ``reason``."""
+    """What is wrong with one chunk.
+
+    ``chunk`` index, samples ``[start, stop)``, ``file`` (path), ``reason`` (one line).
+    """
 
     chunk: int
     start: int

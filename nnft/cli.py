@@ -11,7 +11,8 @@ import sys
 from . import __version__
 
 # Subcommand modules: each exposes add_parser(subparsers) and main(args) -> int.
-_SUBCOMMANDS = ["nnft.free_cli", "nnft.measure_cli", "nnft.mcmc_cli", "nnft.run_cli", "nnft.verify_cli"]
+_SUBCOMMANDS = ["nnft.free_cli", "nnft.measure_cli", "nnft.mcmc_cli", "nnft.run_cli",
+                "nnft.verify_cli"]
 
 
 class UserError(Exception):

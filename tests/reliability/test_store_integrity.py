@@ -109,7 +109,8 @@ def test_missing_array_metadata_named(tmp_path):
     p = tmp_path / "s"
     new_store(p)
     (p / "phi" / "zarr.json").unlink()
-    with pytest.raises(CorruptStoreError, match=f"is damaged: {p / 'phi' / 'zarr.json'} is missing"):
+    f = p / "phi" / "zarr.json"
+    with pytest.raises(CorruptStoreError, match=f"is damaged: {f} is missing"):
         FieldStore.open(p)
 
 
@@ -273,7 +274,8 @@ def test_overwrite_refuses_foreign_directories(tmp_path):
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "thesis.tex").write_text("months of work")
-    with pytest.raises(StoreError, match=r"^refusing to overwrite .*plain': it is not a Zarr store$"):
+    with pytest.raises(StoreError,
+                       match=r"^refusing to overwrite .*plain': it is not a Zarr store$"):
         new_store(plain, overwrite=True)
     other = tmp_path / "other.zarr"
     zarr.open_group(other, mode="w").attrs["x"] = 1

@@ -51,7 +51,8 @@ def test_damage_listed_exit_1(damaged, capsys):
     p, _ = damaged
     assert verify_cli.main(ns(p)) == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"store {str(p)!r}: 6 chunks, 4 ok, 2 damaged, 0 never written (crc32c checksums)"
+    assert out[0] == (f"store {str(p)!r}: 6 chunks, 4 ok, 2 damaged, 0 never written "
+                      "(crc32c checksums)")
     assert out[1] == (f"  chunk 2 (samples 10..14): {p / 'phi/c/2/0/0'}: checksum mismatch "
                       "(the file was changed after it was written)")
     assert out[2] == f"  chunk 4 (samples 20..24): {p / 'phi/c/4/0/0'}: file missing"
