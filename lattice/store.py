@@ -202,8 +202,8 @@ def _versions() -> dict:
 
 
 # Codec chains of the sample-chunked arrays. "crc32c" (the default) was chosen by measurement
-# (benchmarks/checksums.py): random float64 fields compress by only ~10%, and decoding Blosc cost
-# 2-3x the read time. "lz4" is the format of stores written before checksums existed.
+# (benchmarks/checksums.py): random float64 fields compress by only ~12%, and decoding Blosc took
+# ~2x the read time. "lz4" is the format of stores written before checksums existed.
 CODECS = ("crc32c", "lz4+crc32c", "lz4", "raw")
 DEFAULT_CODEC = "crc32c"
 _PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")  # Zarr's temporary name while writing a file
