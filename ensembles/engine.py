@@ -170,16 +170,14 @@ def _prepare_resume(store, chunks=None):
     left by a killed writer are removed: all of them when this call owns the whole store
     (``chunks`` None), else those of ``chunks``.
     """
-    damaged = store.check_files()
+    damaged, _ = store.prepare_resume(chunks)
     if damaged:
         import warnings
 
-        ks = store.mark_incomplete([p.chunk for p in damaged])
+        ks = sorted({p.chunk for p in damaged})
         warnings.warn(f"store {str(store.path)!r}: regenerating {len(ks)} damaged chunk(s) "
                       f"{ks}: " + "; ".join(map(str, damaged[:3])), StoreRepairWarning,
                       stacklevel=3)
-    if store.partial_files(chunks):
-        store.remove_partial_files(chunks)
 
 
 def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, seed=None,

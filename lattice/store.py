@@ -74,14 +74,16 @@ class CorruptChunkError(StoreError):
         One entry per damaged chunk (index, file, sample range, reason).
     """
 
-    def __init__(self, path, problems):
+    def __init__(self, path, problems, regenerable: bool = True):
         self.path = Path(path)
         self.problems = list(problems)
         ks = sorted({p.chunk for p in self.problems})
         first = self.problems[0]
         more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        how = (f"run: nnft verify {str(self.path)} --repair" if regenerable else
+               "this store cannot be regenerated chunk by chunk: re-run what made it")
         super().__init__(f"store {str(self.path)!r} is damaged: {first}{more}; chunks to "
-                         f"regenerate: {_ranges(ks)} (run: nnft verify {str(self.path)} --repair)")
+                         f"regenerate: {_ranges(ks)} ({how})")
 
 
 class NonFiniteError(StoreError):
@@ -693,13 +695,13 @@ class FieldStore:
             The chunk is not recorded complete.
         """
         if k in self._damage:
-            raise CorruptChunkError(self.path, [self._damage[k]])
+            raise self._corrupt([self._damage[k]])
         if not self._recorded(k):
             raise StoreError(f"chunk {k} of {str(self.path)!r} is not complete")
         p = self._file_problem(k)  # deleted or truncated since the store was opened
         if p is not None:
             self._damage[k] = p
-            raise CorruptChunkError(self.path, [p])
+            raise self._corrupt([p])
         start, stop = self.chunk_range(k)
         out = []
         for name in self._data_arrays:
@@ -707,15 +709,19 @@ class FieldStore:
                 x = self._read_block(name, start, stop)
             except Exception as e:  # noqa: BLE001 - any decoding failure of this one chunk
                 p = ChunkProblem(k, start, stop, str(self.chunk_file(k, name)), _decode_reason(e))
-                raise CorruptChunkError(self.path, [p]) from None
+                raise self._corrupt([p]) from None
             if check_finite:
                 i = _first_nonfinite(x)
                 if i is not None:
                     p = ChunkProblem(k, start, stop, str(self.chunk_file(k, name)),
                                      f"non-finite value ({_bad_value(x[i])}) at sample {start + i}")
-                    raise CorruptChunkError(self.path, [p])
+                    raise self._corrupt([p])
             out.append(x)
         return out[0], (out[1] if self.weighted else None)
+
+    def _corrupt(self, problems):
+        return CorruptChunkError(self.path, problems,
+                                 regenerable=self.source in ("network", "exact_free"))
 
     def _read_block(self, name, start, stop):
         # one chunk = one Zarr task, so a failure cannot leave sibling tasks pending
@@ -730,7 +736,7 @@ class FieldStore:
         ks = self.complete_chunks() if chunks is None else list(chunks)
         bad = [self._damage[k] for k in ks if k in self._damage]
         if bad:
-            raise CorruptChunkError(self.path, bad)
+            raise self._corrupt(bad)
         for k in ks:
             phi, lw = self.read_chunk(k)
             yield k, phi, lw
@@ -760,6 +766,21 @@ class FieldStore:
         missing = [k for k in range(self.n_chunks) if k not in done]
         return VerifyReport(self.path, self.n_chunks, ok, bad, missing, self.checksums,
                             self.partial_files())
+
+    def prepare_resume(self, chunks=None):
+        """Before writing again: cross-check the record with the files, clean up temporaries.
+
+        Chunks recorded complete whose files fail the cheap check are marked incomplete (so the
+        writer regenerates them) and the temporary ``*.partial`` files of a killed writer are
+        removed: all of them when the caller owns the whole store (``chunks`` None), else those
+        of ``chunks``. Returns ``(damaged, removed)``: the ChunkProblems found and the files
+        removed. Do not call while another process writes the same chunks.
+        """
+        damaged = self.check_files()
+        if damaged:
+            self.mark_incomplete([p.chunk for p in damaged])
+        removed = self.remove_partial_files(chunks) if self.partial_files(chunks) else []
+        return damaged, removed
 
     def partial_files(self, chunks=None) -> list[Path]:
         """Temporary files (``*.<hex>.partial``) left inside the store by an interrupted write.
@@ -814,7 +835,7 @@ class FieldStore:
         import xarray as xr
 
         if self._damage:
-            raise CorruptChunkError(self.path, self.damaged_chunks())
+            raise self._corrupt(self.damaged_chunks())
         with warnings.catch_warnings():
             # side folders of a store (e.g. Markov-chain states) are not Zarr nodes
             warnings.filterwarnings("ignore", message=".*not recognized as a component")

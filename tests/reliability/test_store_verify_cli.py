@@ -7,7 +7,7 @@ import pytest
 
 import nnft.ensembles as E
 from nnft import cli, verify_cli
-from nnft.lattice import FieldStore, Lattice, sample_free_field
+from nnft.lattice import CorruptChunkError, FieldStore, Lattice, sample_free_field
 
 SPEC, LAT = E.TanhNet(16, d_in=2), Lattice((6, 6))
 KW = dict(chunk=5, seed=8, threads=1)
@@ -98,6 +98,9 @@ def test_source_that_cannot_be_regenerated(tmp_path, capsys):
     s.write_chunk(0, np.ones((5, 6, 6)))
     s.write_chunk(1, np.ones((5, 6, 6)))
     s.chunk_file(1).unlink()
+    with pytest.raises(CorruptChunkError, match=r"\(this store cannot be regenerated chunk by "
+                                                r"chunk: re-run what made it\)$"):
+        FieldStore.open(p).read_chunk(1)
     assert verify_cli.main(ns(p)) == 1
     assert ("source 'external' cannot be regenerated chunk by chunk: re-run the command that "
             "made the store into a new store") in capsys.readouterr().out
