@@ -259,6 +259,12 @@ def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, se
     xp = L.get_xp(backend)
     if store is None and callback is None:
         raise ValueError("give a store to write to, a callback to stream to, or both")
+    n_chunks = -(-int(n_samples) // int(chunk))
+    if chunks is not None:
+        chunks = [int(k) for k in chunks]
+        bad = [k for k in chunks if not 0 <= k < n_chunks]
+        if bad:
+            raise ValueError(f"chunks: indices {bad} out of range 0..{n_chunks - 1}")
     if store is not None:
         store = _open_store(store, spec, lattice, int(n_samples), int(chunk), seed, xp, dtype,
                             method)
@@ -276,12 +282,6 @@ def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, se
     desc = f"{type(spec).__name__} N={getattr(spec, 'width', '?')}"
     threads = _check_threads(threads, xp)
     writer_threads = _check_writer_threads(writer_threads, xp)
-    n_chunks = -(-int(n_samples) // int(chunk))
-    if chunks is not None:
-        chunks = [int(k) for k in chunks]
-        bad = [k for k in chunks if not 0 <= k < n_chunks]
-        if bad:
-            raise ValueError(f"chunks: indices {bad} out of range 0..{n_chunks - 1}")
     if chunks is None:
         todo = store.missing_chunks() if store is not None else list(range(n_chunks))
     else:
