@@ -157,6 +157,29 @@ def _open_store(store, spec, lattice, n_samples, chunk, seed, xp, dtype, method=
     return store
 
 
+class StoreRepairWarning(UserWarning):
+    """A resumed store had damaged chunks; they are regenerated."""
+
+
+def _prepare_resume(store, chunks=None):
+    """Cross-check a resumed store's completion record with its files and clean up.
+
+    Chunks recorded complete whose files are missing or of the wrong size (the cheap check; a
+    full read is ``FieldStore.verify``) are marked incomplete, with a warning, so that they are
+    regenerated (bit for bit: chunk k depends only on (seed, k)). Temporary ``*.partial`` files
+    left by a killed writer are removed: all of them when this call owns the whole store
+    (``chunks`` None), else those of ``chunks``.
+    """
+    damaged, _ = store.prepare_resume(chunks)
+    if damaged:
+        import warnings
+
+        ks = sorted({p.chunk for p in damaged})
+        warnings.warn(f"store {str(store.path)!r}: regenerating {len(ks)} damaged chunk(s) "
+                      f"{ks}: " + "; ".join(map(str, damaged[:3])), StoreRepairWarning,
+                      stacklevel=3)
+
+
 def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, seed=None,
              backend=None, callback=None, block=None, progress: bool = False, client=None,
              chunks=None, dtype="float64", method="auto", threads=None, writer_threads=None):
@@ -172,7 +195,10 @@ def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, se
         Number of networks = configurations.
     store : str, os.PathLike, FieldStore or None
         Target store (source "network"); an existing matching store is resumed, filling only the
-        chunks its complete-chunk record lacks. None streams to ``callback`` only.
+        chunks its complete-chunk record lacks. On resume the record is cross-checked with the
+        chunk files: chunks whose file is missing or of the wrong size are regenerated (with a
+        :class:`StoreRepairWarning`), and temporary files of a killed writer are removed.
+        None streams to ``callback`` only.
     chunk : int
         Networks per chunk; chunk ``k`` comes from ``chunk_rng(seed, k)`` only.
     seed : int or None
@@ -233,10 +259,17 @@ def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, se
     xp = L.get_xp(backend)
     if store is None and callback is None:
         raise ValueError("give a store to write to, a callback to stream to, or both")
+    n_chunks = -(-int(n_samples) // int(chunk))
+    if chunks is not None:
+        chunks = [int(k) for k in chunks]
+        bad = [k for k in chunks if not 0 <= k < n_chunks]
+        if bad:
+            raise ValueError(f"chunks: indices {bad} out of range 0..{n_chunks - 1}")
     if store is not None:
         store = _open_store(store, spec, lattice, int(n_samples), int(chunk), seed, xp, dtype,
                             method)
         seed = store.seed
+        _prepare_resume(store, chunks)
     seed = L.resolve_seed(seed)
     if client is not None:
         if store is None or callback is not None:
@@ -249,14 +282,10 @@ def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, se
     desc = f"{type(spec).__name__} N={getattr(spec, 'width', '?')}"
     threads = _check_threads(threads, xp)
     writer_threads = _check_writer_threads(writer_threads, xp)
-    n_chunks = -(-int(n_samples) // int(chunk))
     if chunks is None:
         todo = store.missing_chunks() if store is not None else list(range(n_chunks))
     else:
-        todo = [int(k) for k in chunks]
-        bad = [k for k in todo if not 0 <= k < n_chunks]
-        if bad:
-            raise ValueError(f"chunks: indices {bad} out of range 0..{n_chunks - 1}")
+        todo = chunks
         if store is not None:
             todo = [k for k in todo if not store.is_chunk_complete(k)]
 
@@ -393,7 +422,7 @@ def _write_chunks_task(spec_dict, lattice_dict, path, seed, chunks, backend, blo
     L = _lattice_api()
     spec = spec_from_dict(spec_dict)
     lattice = L.geometry_from_dict(lattice_dict)
-    store = L.FieldStore.open(path, mode="r+")
+    store = L.FieldStore.open(path, mode="r+", check=False)  # the client checked the files
     xp = L.get_xp(backend)
     make_chunk = make_chunk_function(spec, lattice, seed, xp, block=block, method=method,
                                      dtype=dtype)

@@ -8,7 +8,9 @@ from .errors import UserError
 from .backend import array_module, backend_name, cuda_available, get_xp, to_numpy
 from .geometry import HypercubicOp, Lattice, PointSet, geometry_from_dict
 from .random import bit_generator_name, chunk_rng, resolve_seed
-from .store import FieldStore, StoreError, StoreMismatchError
+from .store import (CODECS, ChunkProblem, CorruptChunkError, CorruptStoreError, FieldStore,
+                    NonFiniteError, StoreError, StoreMismatchError, StoreWriteError,
+                    VerifyReport)
 from .sampling import chunk_bounds, fill_store, progress_bar, run_chunks, stream_chunks
 from .free_field import (effective_mass_exact, free_field_chunk, free_field_exact,
                          free_propagator, free_propagator_momentum, sample_free_field)
@@ -21,7 +23,8 @@ __all__ = [
     "array_module", "backend_name", "cuda_available", "get_xp", "to_numpy",
     "HypercubicOp", "Lattice", "PointSet", "geometry_from_dict",
     "bit_generator_name", "chunk_rng", "resolve_seed",
-    "FieldStore", "StoreError", "StoreMismatchError",
+    "FieldStore", "StoreError", "StoreMismatchError", "CorruptChunkError", "CorruptStoreError",
+    "NonFiniteError", "StoreWriteError", "ChunkProblem", "VerifyReport", "CODECS",
     "chunk_bounds", "fill_store", "progress_bar", "run_chunks", "stream_chunks",
     "effective_mass_exact", "free_field_chunk", "free_field_exact", "free_propagator",
     "free_propagator_momentum", "sample_free_field",

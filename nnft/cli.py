@@ -16,7 +16,8 @@ from . import __version__
 from .lattice import UserError
 
 # Subcommand modules: each exposes add_parser(subparsers) and main(args) -> int.
-_SUBCOMMANDS = ["nnft.free_cli", "nnft.measure_cli", "nnft.mcmc_cli", "nnft.run_cli"]
+_SUBCOMMANDS = ["nnft.free_cli", "nnft.measure_cli", "nnft.mcmc_cli", "nnft.run_cli",
+                "nnft.verify_cli"]
 # operating-system errors that are the machine's state, not a bug: one line, exit 2
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT,
                        errno.ENOENT}
