@@ -265,10 +265,15 @@ def _single_layer_law(spec, latent=None):
     return _Law("gauss", D, var=spec.sigma_w ** 2 / N, mean=spec.mu_w1)
 
 
+def _lv(base, fine):
+    """Node count at refinement level ``fine`` (True = 1, False = 2/3, or a float factor)."""
+    f = 1.0 if fine is True else (2 / 3 if fine is False else float(fine))
+    return max(4, int(round(base * f)))
+
+
 def _rules_single_layer(spec, fine=True):
     dim = spec.d_in + 1
-    base = {2: 96, 3: 36}.get(dim, 14)
-    return base if fine else max(4, (2 * base) // 3)
+    return _lv({2: 96, 3: 36}.get(dim, 14), fine)
 
 
 def _hidden_nodes_single_layer(spec, X, fine=True):
@@ -294,7 +299,7 @@ def _relu_polar_nodes(spec, X, fine=True):
             t0 = math.atan2(-a[0], a[1])
             kinks += [t0 % (2 * np.pi), (t0 + np.pi) % (2 * np.pi)]
     edges = np.unique(np.round(np.concatenate([[0.0, 2 * np.pi], kinks]), 14))
-    gx, gw = np.polynomial.legendre.leggauss(24 if fine else 16)
+    gx, gw = np.polynomial.legendre.leggauss(_lv(24, fine))
     T, Wt = [], []
     for lo, hi in zip(edges[:-1], edges[1:]):
         if hi - lo < 1e-14:
@@ -364,7 +369,7 @@ def _build(spec: Spec, geometry, *, fine=True, order=8) -> _Model | None:
         return _Model(spec.width, V, D, [_cos_law(spec.amplitude, D, 2 * G0 / spec.width)],
                       np.ones(1), H=H, w=w, note="exact sums over lattice momenta and phases")
     if isinstance(spec, GaussianCosNet):
-        n = (64 if fine else 42) if spec.d_in == 1 else ((24 if fine else 16) if spec.d_in == 2 else 12)
+        n = _lv({1: 64, 2: 24}.get(spec.d_in, 12), fine)
         U, W = _tensor_gh(spec.d_in, n)
         H, w = _cos_nodes(U * spec.sigma_w / math.sqrt(spec.d_in), W[:, None], X, M_phase)
         return _Model(spec.width, V, D, [_cos_law(spec.amplitude, D, spec.s ** 2 / spec.width)],
@@ -375,7 +380,7 @@ def _build(spec: Spec, geometry, *, fine=True, order=8) -> _Model | None:
         from .params import continuum_norm
 
         lam, m2 = spec.cutoff, spec.m2
-        panels = 64 if fine else 42
+        panels = _lv(64, fine)
         x, gw = np.polynomial.legendre.leggauss(16)
         edges = np.linspace(-lam, lam, panels + 1)
         half = 0.5 * np.diff(edges)
@@ -618,7 +623,9 @@ def _with_error(fn, spec, geometry, tuples):
     if model.exact:
         return vals, model, 0.0
     coarse, _ = _apply(fn, spec, geometry, tuples, fine=False)
-    return vals, model, float(np.max(np.abs(vals - coarse), initial=0.0))
+    # the difference to the coarser rule, plus a rounding floor (64 ulp of the largest value)
+    floor = 64 * np.finfo(float).eps * float(np.max(np.abs(vals), initial=0.0))
+    return vals, model, float(np.max(np.abs(vals - coarse), initial=0.0)) + floor
 
 
 # ---------------------------------------------------------------------------------------------
