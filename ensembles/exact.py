@@ -671,6 +671,19 @@ def exact_connected(spec: Spec, geometry, tuples):
     return vals, _describe(model, err)
 
 
+def exact_two_point(spec: Spec, geometry) -> np.ndarray:
+    """(V, V) two-point matrix ``E[f(x) f(x')]`` per component from the exact theory (zero means)."""
+    V = _positions(geometry).shape[0]
+    iu = np.triu_indices(V)
+    vals, _ = exact_moments(spec, geometry, np.stack(iu, 1))
+    if vals is None:
+        raise ValueError(f"exact_two_point: no exact theory for {type(spec).__name__}")
+    K = np.empty((V, V))
+    K[iu] = vals
+    K[(iu[1], iu[0])] = vals
+    return K
+
+
 def exact_moments(spec: Spec, geometry, tuples):
     """Exact full (not connected) moments ``E[f(x_1) .. f(x_r)]`` at point tuples.
 
@@ -933,5 +946,5 @@ def _moments_from_cumulants(k):
     return m
 
 
-__all__ = ["exact_connected", "exact_moments", "neuron_moments", "gp_connected",
+__all__ = ["exact_connected", "exact_moments", "exact_two_point", "neuron_moments", "gp_connected",
            "deviation_exact", "exact_W", "W_cumulant_series", "MAX_ORDER"]
