@@ -13,7 +13,8 @@ from .spectral import lattice_cos_spectral
 from .engine import chunk_fields, generate, generate_distributed, make_chunk_function
 from .philox import fused_key, fused_params, philox4x32
 from .exact import (exact_connected, exact_moments, exact_W, W_cumulant_series, neuron_moments,
-                    deviation_exact, gp_connected)
+                    deviation_exact, gp_connected, exact_two_point, estimator_variance,
+                    plan_samples)
 
 __all__ = [
     "Spec", "GaussNet", "ErfNet", "ReLUNet", "TanhNet", "ActivationNet", "DeepMLP",
@@ -23,4 +24,5 @@ __all__ = [
     "generate", "generate_distributed", "make_chunk_function", "fused_key", "fused_params",
     "philox4x32", "ScaleMixtureNet", "MassMixtureCosNet", "exact_connected", "exact_moments",
     "exact_W", "W_cumulant_series", "neuron_moments", "deviation_exact", "gp_connected",
+    "exact_two_point", "estimator_variance", "plan_samples",
 ]

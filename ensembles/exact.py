@@ -603,9 +603,15 @@ def _apply(fn, spec, geometry, tuples, fine=True):
     model = _build(spec, geometry, fine=fine, order=max(arr.shape[1], 2))
     if model is None:
         return None, None
-    out = np.empty(len(arr))
+    out = None
+    r = arr.shape[1]
+    step = max(1, 2 ** 24 // (len(model.laws) * 2 ** r * (r + 1)))
     for ix, srt, pat in _tuple_batches(arr, V, spec.n_components):
-        out[ix] = fn(model, srt, pat)
+        for s0 in range(0, len(ix), step):
+            res = np.asarray(fn(model, srt[s0:s0 + step], pat))
+            if out is None:
+                out = np.empty((len(arr),) + res.shape[1:])
+            out[ix[s0:s0 + step]] = res
     return out, model
 
 
@@ -948,3 +954,226 @@ def _moments_from_cumulants(k):
 
 __all__ = ["exact_connected", "exact_moments", "exact_two_point", "neuron_moments", "gp_connected",
            "deviation_exact", "exact_W", "W_cumulant_series", "MAX_ORDER"]
+
+
+# ---------------------------------------------------------------------------------------------
+# estimator variances and the sample planner
+# ---------------------------------------------------------------------------------------------
+def _set_partitions_masks(r):
+    """All set partitions of range(r), each a list of block bitmasks."""
+    def rec(items):
+        if not items:
+            yield []
+            return
+        first, rest = items[0], items[1:]
+        for p in rec(rest):
+            for i in range(len(p)):
+                yield p[:i] + [p[i] | (1 << first)] + p[i + 1:]
+            yield [1 << first] + p
+    return list(rec(list(range(r))))
+
+
+def _doubling_maps(srt):
+    """For sorted tuples (T, r): the sorted doubled tuple (T, 2r) and where copy 1 / copy 2 of
+    each position sits in it (equal sites are exchangeable, so any consistent choice works)."""
+    T, r = srt.shape
+    d = np.sort(np.concatenate([srt, srt], 1), axis=1)
+    i1 = np.empty((T, r), dtype=np.int64)
+    i2 = np.empty((T, r), dtype=np.int64)
+    for t in range(T):
+        used = {}
+        first = {}
+        for k, v in enumerate(srt[t]):
+            lo = int(np.searchsorted(d[t], v))
+            cnt = int(np.sum(srt[t] == v))
+            j = used.get(v, 0)
+            i1[t, k] = lo + j
+            i2[t, k] = lo + cnt + j
+            used[v] = j + 1
+            first.setdefault(v, lo)
+    return d, i1, i2
+
+
+def _gp_wick(K, tuples):
+    """Wick sum of a zero-mean Gaussian with covariance K over tuples (T, n)."""
+    T, n = tuples.shape
+    if n % 2:
+        return np.zeros(T)
+    out = np.zeros(T)
+    for p in _pairings(n):
+        term = np.ones(T)
+        for a, b in p:
+            term = term * K[tuples[:, a], tuples[:, b]]
+        out += term
+    return out
+
+
+def estimator_variance(spec: Spec, geometry, tuples):
+    """Exact per-sample variances of the moment and connected-correlator estimators.
+
+    For the plug-in estimator of the connected r-point function from M independent networks,
+    ``Var = sigma_c^2 / M + O(1/M^2)`` with ``sigma_c^2 = Var(IF)``, the variance of the
+    influence function ``IF = sum_B c_B (f_B - E f_B)``, ``f_B = prod_{i in B} f(x_i)``,
+    ``c_B = d kappa / d E[f_B]``: it needs the moments of order up to 2r (8th for the 4-point,
+    12th for the 6-point), computed exactly here. For the full moment ``E[f_1..f_r]`` (the
+    quantity behind the deviation measure m_n) the per-sample variance is
+    ``E[f_1^2..f_r^2] - E[f_1..f_r]^2``.
+
+    Returns
+    -------
+    dict with arrays (n_tuples,): ``connected``, ``connected_var`` (sigma_c^2), ``full``,
+    ``full_var``, ``gp_full_var`` (the same variance for the Gaussian process with the exact
+    two-point function: the reference for rare-event flags), and ``method``.
+    """
+    _check_spec_geometry(spec, geometry)
+    V = _positions(geometry).shape[0] * spec.n_components
+    arr = np.sort(_check_tuples(tuples, V), axis=1)
+    T, r = arr.shape
+    if 2 * r > MAX_ORDER:
+        raise ValueError(f"tuples: estimator variances need moments of order 2r <= {MAX_ORDER}, "
+                         f"got r = {r}")
+    d, i1, i2 = _doubling_maps(arr)
+
+    def allm(model, srt, pat):
+        return _moments_all(model, srt, pat)[0]
+
+    M, model = _apply(allm, spec, geometry, d)
+    if model is None:
+        return None
+    sub = np.arange(2 ** r)
+    bits = ((sub[:, None] >> np.arange(r)) & 1).astype(bool)
+    m1 = np.stack([np.bitwise_or.reduce(np.where(bits, 1 << i1[t][None, :], 0), axis=1)
+                   for t in range(T)])  # (T, 2^r)
+    m2 = np.stack([np.bitwise_or.reduce(np.where(bits, 1 << i2[t][None, :], 0), axis=1)
+                   for t in range(T)])
+    rows = np.arange(T)[:, None]
+    Eb = M[rows, m1]  # E[f_B], B subset of the tuple
+    Ebb = M[rows[:, :, None], m1[:, :, None] | m2[:, None, :]]  # E[f_B f_B']
+    C = Ebb - Eb[:, :, None] * Eb[:, None, :]
+    c = np.zeros((T, 2 ** r))
+    kappa = np.zeros(T)
+    for p in _set_partitions_masks(r):
+        k = len(p)
+        coef = (-1) ** (k - 1) * math.factorial(k - 1)
+        prod = np.ones(T)
+        for b in p:
+            prod = prod * Eb[:, b]
+        kappa += coef * prod
+        for i, b in enumerate(p):
+            others = np.ones(T)
+            for j, b2 in enumerate(p):
+                if j != i:
+                    others = others * Eb[:, b2]
+            c[:, b] += coef * others
+    var_c = np.einsum("tb,tbc,tc->t", c, C, c)
+    full = Eb[:, -1]
+    var_full = C[:, -1, -1]
+    K = exact_two_point(spec, geometry) if spec.n_components == 1 else None
+    gp_var = (_gp_wick(K, d) - _gp_wick(K, arr) ** 2) if K is not None else np.full(T, np.nan)
+    return {"connected": kappa, "connected_var": var_c, "full": full, "full_var": var_full,
+            "gp_full_var": gp_var, "method": "closed form" if model.exact else "quadrature"}
+
+
+#: flag threshold: the variance of a product estimator exceeds its Gaussian-process value by this
+RARE_EVENT_RATIO = 100.0
+
+
+def _all_multisets(V, r):
+    import itertools
+
+    return np.array(list(itertools.combinations_with_replacement(range(V), r)), dtype=np.int64)
+
+
+def plan_samples(spec: Spec, geometry, tuples=None, target_rel_error: float = 0.01,
+                 orders=(4, 6), widths=None):
+    """Samples needed, before any sampling, for a target relative error of m_n and G_c^(n).
+
+    Parameters
+    ----------
+    spec : Spec
+        Architecture; its width is used unless ``widths`` is given.
+    geometry : Lattice, PointSet or array (V, d)
+    tuples : None, dict {order: int array (n_t, order)} or list of tuples
+        Point tuples (flat site indices). None: all sorted tuples of the sites (with repetition).
+        A list is split by length.
+    target_rel_error : float
+        Target relative standard error (e.g. 0.01 for 1 %).
+    orders : tuple of int
+        Orders n of the n-point functions to plan (even, 2 <= n <= 8).
+    widths : sequence of int, optional
+
+    Returns
+    -------
+    list of dict, one per (width, order), with keys ``width``, ``order``, ``n_tuples``,
+    ``m_n`` (the exact deviation measure mean_t |G_n - G_n^GP| / |G_n^GP|), ``rel_se_m_n_1``
+    (relative standard error of m_n for one sample; conservative: tuple errors taken as fully
+    correlated), ``samples_m_n`` (samples for ``target_rel_error`` on m_n),
+    ``samples_connected_median`` / ``samples_connected_max`` (the same for the connected
+    correlator at the median / worst tuple), ``variance_ratio_gp`` (largest ratio of the
+    product-estimator variance to its Gaussian-process value), ``flags`` (list of str:
+    "infinite variance", "rare-event dominated ..."), ``method``.
+    """
+    if not (isinstance(target_rel_error, (int, float)) and 0 < target_rel_error < 1):
+        raise ValueError(f"target_rel_error: must be a number in (0, 1), got {target_rel_error!r}")
+    for n in orders:
+        if not isinstance(n, (int, np.integer)) or n < 2 or n > 8 or n % 2:
+            raise ValueError(f"orders: each order must be an even int in [2, 8], got {n!r}")
+    V = _positions(geometry).shape[0] * spec.n_components
+    if tuples is None:
+        by_order = {n: _all_multisets(V, n) for n in orders}
+    elif isinstance(tuples, dict):
+        by_order = {n: np.asarray(tuples[n], dtype=np.int64) for n in orders if n in tuples}
+    else:
+        rows = [tuple(int(v) for v in t) for t in tuples]
+        by_order = {n: np.asarray([t for t in rows if len(t) == n], dtype=np.int64)
+                    for n in orders if any(len(t) == n for t in rows)}
+    widths = [spec.width] if widths is None else [int(w) for w in widths]
+    out = []
+    for N in widths:
+        d = spec.to_dict()
+        d.pop("arch")
+        d["width"] = N
+        sN = type(spec)(**d)
+        for n, tup in by_order.items():
+            ev = estimator_variance(sN, geometry, tup)
+            if ev is None:
+                out.append({"width": N, "order": n, "n_tuples": len(tup), "method": None,
+                            "flags": ["no exact theory (Monte Carlo only)"]})
+                continue
+            gp = _gp_wick(exact_two_point(sN, geometry), np.sort(tup, axis=1)) \
+                if spec.n_components == 1 else None
+            flags = []
+            finite = np.isfinite(ev["full_var"]) & np.isfinite(ev["connected_var"])
+            if not np.all(finite):
+                flags.append("infinite variance")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = ev["full_var"] / ev["gp_full_var"]
+            rmax = float(np.nanmax(ratio)) if np.any(np.isfinite(ratio)) else float("nan")
+            if rmax > RARE_EVENT_RATIO:
+                flags.append(f"rare-event dominated: estimator variance up to {rmax:.3g} x its "
+                             "Gaussian value (heavy tails; sample errors are unreliable)")
+            row = {"width": N, "order": n, "n_tuples": len(tup), "method": ev["method"],
+                   "variance_ratio_gp": rmax, "flags": flags}
+            if gp is not None and np.all(gp != 0):
+                m_n = float(np.mean(np.abs(ev["full"] - gp) / np.abs(gp)))
+                se1 = float(np.mean(np.sqrt(np.maximum(ev["full_var"], 0)) / np.abs(gp)))
+                row.update(m_n=m_n, rel_se_m_n_1=se1 / m_n if m_n > 0 else float("inf"))
+                row["samples_m_n"] = _samples(row["rel_se_m_n_1"], target_rel_error)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rel_c = np.sqrt(np.maximum(ev["connected_var"], 0)) / np.abs(ev["connected"])
+            rel_c = rel_c[np.isfinite(rel_c)]
+            if rel_c.size:
+                row["samples_connected_median"] = _samples(float(np.median(rel_c)),
+                                                           target_rel_error)
+                row["samples_connected_max"] = _samples(float(np.max(rel_c)), target_rel_error)
+            out.append(row)
+    return out
+
+
+def _samples(rel1, target):
+    if not np.isfinite(rel1):
+        return float("inf")
+    return int(math.ceil((rel1 / target) ** 2))
+
+
+__all__ += ["estimator_variance", "plan_samples", "RARE_EVENT_RATIO"]
