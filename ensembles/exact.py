@@ -54,12 +54,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special
 
+from .activations import NAMED as _NAMED
 from .activations import compile_activation
 from .specs import (ContinuumCosNet, CorrelatedNet, DeepMLP, GaussianCosNet, GaussNet,
                     LatticeCosNet, ReLUNet, Spec, _SingleLayer)
 
 #: largest order r of a moment over one tuple (the ring of set functions has 2^r entries)
 MAX_ORDER = 16
+#: activations with bounded units (W[J] by quadrature is safe for them)
+_BOUNDED = ("erf", "tanh", "sigmoid", "sin", "cos")
 #: bound on the elements of one (tuples, nodes) temporary
 _BLOCK = 2 ** 22
 
@@ -441,8 +444,10 @@ def _build(spec: Spec, geometry, *, fine=True, order=8) -> _Model | None:
             return _Model(N, V, D, laws, lat_w, H=H, w=w[:, None], radial=radial, exact=False,
                           note="polar reduction, Gauss-Legendre between kinks", **bias)
         H, w = _hidden_nodes_single_layer(spec, X, fine)
+        # W[J] by quadrature only for bounded units (E exp(c h^2) may diverge otherwise)
+        bounded = act.strip() in _BOUNDED or act.strip() in [_NAMED.get(k) for k in _BOUNDED]
         return _Model(N, V, D, laws, lat_w, H=H, w=w[:, None], exact=False,
-                      note="Gauss-Hermite over (W0, b0)", **bias)
+                      note="Gauss-Hermite over (W0, b0)", extra={"W_ok": bounded}, **bias)
     return None
 
 
@@ -821,6 +826,8 @@ def _W_given(model, J, j):
         with np.errstate(divide="ignore"):
             val = np.where(c < 1, 1.0 / (1.0 - np.minimum(c, 1 - 1e-300)), np.inf) @ wq
         return np.log(val)
+    if not model.extra.get("W_ok", True):
+        return np.full(J.shape[0], np.nan)
     g = law.mgf_given(Y)
     return np.log(g @ wq)
 

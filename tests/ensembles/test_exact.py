@@ -299,3 +299,23 @@ def test_W_cumulant_expansion_converges_with_width():
 def test_gauss_net_W_is_infinite():
     W, method = E.exact_W(E.GaussNet(width=10), PointSet(0.01 * SIX.points), np.full(6, 0.1))
     assert np.isinf(W[0]) and "diverges" in method
+
+
+@pytest.mark.parametrize("spec,geom", [
+    (E.ErfNet(width=2, components=2), SIX),
+    (E.LatticeCosNet(width=2, m2=0.5, amplitude="constant", components=3), Lattice((8,))),
+], ids=["erf-D2", "cos-constant-D3"])
+def test_vector_outputs_exact_vs_monte_carlo(spec, geom):
+    V = geom.volume
+    t4 = [(0, 1, V + 2, V + 3), (0, V, 1, V + 1), (V, V, V + 4, V + 4)]
+    t2 = [(0, V), (V + 1, V + 2)]
+    f = samples(spec, geom, 200_000, seed=31)
+    for t in (t2, t4):
+        ex, _ = E.exact_connected(spec, geom, t)
+        assert np.all(np.abs(mc_z(f, t, ex)) < 5)
+    # the cross-component covariance vanishes, the same-component one is the kernel
+    ex2, _ = E.exact_connected(spec, geom, [(0, V), (V + 1, V + 1)])
+    assert ex2[0] == 0 and abs(ex2[1] - gp_kernel(spec, geom)[1, 1]) < 1e-10
+    # companion: treating the components as independent networks (no shared hidden layer) is
+    # rejected: that theory has no cross-component connected 4-point
+    assert np.max(np.abs(mc_z(f, t4[:2], np.zeros(2)))) > 5
