@@ -57,7 +57,7 @@ from scipy import special
 from .activations import NAMED as _NAMED
 from .activations import compile_activation
 from .specs import (ContinuumCosNet, CorrelatedNet, DeepMLP, GaussianCosNet, GaussNet,
-                    LatticeCosNet, ReLUNet, Spec, _SingleLayer)
+                    LatticeCosNet, Spec, _SingleLayer)
 
 #: largest order r of a moment over one tuple (the ring of set functions has 2^r entries)
 MAX_ORDER = 16
@@ -410,14 +410,16 @@ def _build(spec: Spec, geometry, *, fine=True, order=8) -> _Model | None:
             # s^2 ~ Gamma(k, 1/k): generalized Gauss-Laguerre in x = k s^2 is exact for the
             # conditional moments (polynomials in s^2)
             k = spec.shape
-            x, wl = special.roots_genlaguerre(12, k - 1)
+            x, wl = special.roots_genlaguerre(_lv(24, fine), k - 1)
             lat_w = wl / special.gamma(k)
             laws = [_Law("gauss", D, var=(xi / k) * spec.sigma_w ** 2 / N, mean=spec.mu_w1)
                     for xi in x]
         elif isinstance(spec, CorrelatedNet):
             if D > 3:
                 return None
-            U, W = _tensor_gh(D, 9)  # exact: conditional moments are polynomials of degree <= 16
+            # exact for moments (polynomials of degree <= 16 in eta need >= 9 nodes); W[J] is not
+            # a polynomial: its latent rule is refined with the others
+            U, W = _tensor_gh(D, max(9, _lv({1: 24, 2: 12}.get(D, 9), fine)))
             lat_w = W
             sh = spec.sigma_w * math.sqrt(spec.rho / N)
             laws = [_Law("gauss", D, var=spec.sigma_w ** 2 * (1 - spec.rho) / N,
@@ -620,13 +622,6 @@ def _apply(fn, spec, geometry, tuples, fine=True):
     return out, model
 
 
-def _method(model, fine_vals, coarse_vals):
-    if model.exact or coarse_vals is None:
-        return "closed form"
-    err = float(np.max(np.abs(fine_vals - coarse_vals), initial=0.0))
-    return f"quadrature (err <= {max(err, 1e-15):.1e})"
-
-
 def _with_error(fn, spec, geometry, tuples):
     vals, model = _apply(fn, spec, geometry, tuples, fine=True)
     if model is None:
@@ -726,7 +721,7 @@ def neuron_moments(spec: Spec, geometry, tuples):
         cset = set(np.unique(canon).tolist())
         if model.closed is not None:
             return model.closed(pos)
-        P = _node_moments(model.H, model.w[:, :1], pos, {m for m in cset if m == 2 ** r - 1 or True})
+        P = _node_moments(model.H, model.w[:, :1], pos, cset)
         v = P[:, 2 ** r - 1, 0]
         if model.radial is not None:
             v = v * model.radial[r]
@@ -852,7 +847,7 @@ def exact_W(spec: Spec, geometry, J):
 
     def compute(fine):
         X = _positions(geometry)
-        model = _build(spec, geometry, fine=fine, order=32)
+        model = _build(spec, geometry, fine=fine, order=32 if fine else 22)
         if model is None:
             return None, None
         Js = _check_sources(J, X.shape[0], spec.n_components)
@@ -873,10 +868,9 @@ def exact_W(spec: Spec, geometry, J):
     fin = np.isfinite(W) & np.isfinite(c)
     err = float(np.max(np.abs(W[fin] - c[fin]), initial=0.0))
     note = "" if np.all(np.isfinite(W)) else " (+inf: E exp(J.f) diverges)"
-    meth = "closed form" if (model.exact and model.closed is None) else \
+    # W needs exp of the units: a quadrature even where the moments are exact sums
+    meth = "closed form" if model.closed is not None else \
         f"quadrature (err <= {max(err, 1e-16):.1e})"
-    if model.closed is not None:
-        meth = "closed form"
     return W, meth + note
 
 
@@ -989,7 +983,6 @@ def _doubling_maps(srt):
     i2 = np.empty((T, r), dtype=np.int64)
     for t in range(T):
         used = {}
-        first = {}
         for k, v in enumerate(srt[t]):
             lo = int(np.searchsorted(d[t], v))
             cnt = int(np.sum(srt[t] == v))
@@ -997,7 +990,6 @@ def _doubling_maps(srt):
             i1[t, k] = lo + j
             i2[t, k] = lo + cnt + j
             used[v] = j + 1
-            first.setdefault(v, lo)
     return d, i1, i2
 
 

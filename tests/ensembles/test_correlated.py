@@ -8,8 +8,6 @@ variable with exact Gauss rules / finite sums (ensembles.exact). As N -> infinit
 ScaleMixture ``Var(s^2) sum_3 K K``, Correlated ``2 rho^2 sum_3 K K`` (erf, zero bias mean),
 MassMixture ``p (1 - p) sum_3 dG dG``.
 """
-import itertools
-
 import numpy as np
 import pytest
 
@@ -124,3 +122,21 @@ def test_gamma_scale_and_mass_choice_are_drawn_per_network():
     # two populations of networks with E a^2 N = 2 G_m(0)
     frac_alt = np.mean(np.abs(amp2 - 2 * G0[1]) < np.abs(amp2 - 2 * G0[0]))
     assert abs(frac_alt - 0.4) < 0.04
+
+
+@pytest.mark.parametrize("cls,kw,geom", FAMILIES, ids=IDS)
+def test_W_exact_vs_monte_carlo(cls, kw, geom):
+    from test_exact import _mc_W
+
+    spec = cls(width=3, **kw)
+    f = samples(spec, geom, 200_000, seed=29)
+    J = np.stack([0.3 * np.eye(geom.volume)[0], 0.5 * np.linspace(-1, 1, geom.volume)])
+    W, method = E.exact_W(spec, geom, J)
+    assert method.startswith(("closed form", "quadrature"))
+    for j, w in zip(J, W):
+        mc, se = _mc_W(f, j)
+        assert abs(mc - w) < 5 * se, (mc, w, se)
+    # the cumulant series of the mixture converges to W for a small source
+    kap, partial, _ = E.W_cumulant_series(spec, geom, 0.3 * J[1], n_max=8)
+    W2, _ = E.exact_W(spec, geom, 0.3 * J[1])
+    assert abs(partial[0, -1] - W2[0]) < 1e-4 * abs(W2[0])

@@ -7,8 +7,6 @@ seeds (per tuple), and against the standard deviation of the estimates over the 
 calibrated chi^2 interval (that spread has a relative noise of ~16 %), with a companion that must
 fail: the Gaussian-process prediction for a heavy-tailed scale mixture.
 """
-import itertools
-
 import numpy as np
 import pytest
 from scipy import stats
