@@ -15,6 +15,7 @@ from .philox import fused_key, fused_params, philox4x32
 from .exact import (exact_connected, exact_moments, exact_W, W_cumulant_series, neuron_moments,
                     deviation_exact, gp_connected, exact_two_point, estimator_variance,
                     plan_samples)
+from .deep import deep_leading_connected, deep_linear_connected
 
 __all__ = [
     "Spec", "GaussNet", "ErfNet", "ReLUNet", "TanhNet", "ActivationNet", "DeepMLP",
@@ -24,5 +25,6 @@ __all__ = [
     "generate", "generate_distributed", "make_chunk_function", "fused_key", "fused_params",
     "philox4x32", "ScaleMixtureNet", "MassMixtureCosNet", "exact_connected", "exact_moments",
     "exact_W", "W_cumulant_series", "neuron_moments", "deviation_exact", "gp_connected",
-    "exact_two_point", "estimator_variance", "plan_samples",
+    "exact_two_point", "estimator_variance", "plan_samples", "deep_leading_connected",
+    "deep_linear_connected",
 ]

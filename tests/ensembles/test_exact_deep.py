@@ -45,3 +45,30 @@ def test_deep_linear_vector_outputs_and_scaling():
 def test_deep_nonlinear_has_no_exact_theory():
     assert E.exact_connected(E.DeepMLP(depth=2, width=3, activation="relu"), SIX,
                              [(0, 1, 2, 3)]) == (None, None)
+
+
+def test_leading_order_recursion_matches_the_exact_linear_theory():
+    from nnft.ensembles.deep import deep_leading_connected, deep_linear_connected
+
+    rel = []
+    for N in (100, 1000):
+        spec = E.DeepMLP(depth=3, width=N, activation="identity", sigma_b=0.5)
+        lead, method = deep_leading_connected(spec, SIX, T4, n_nodes=4)  # exact for cubics
+        exact, _ = deep_linear_connected(spec, SIX, T4)
+        rel.append(np.abs(lead / exact - 1))
+    # the neglected terms are O(1/N^2) against the O(1/N) signal: relative error ~ 1/N
+    assert np.all(rel[0] < 0.05) and np.allclose(rel[0] / rel[1], 10, rtol=0.05)
+
+
+def test_leading_order_relu_vs_monte_carlo():
+    from nnft.ensembles.deep import deep_leading_connected
+
+    spec = E.DeepMLP(depth=2, width=20, activation="relu", sigma_b=0.0)
+    lead, method = deep_leading_connected(spec, SIX, T4)
+    assert method.startswith("leading 1/N (quadrature err <= ")
+    f = samples(spec, SIX, 200_000, seed=3)
+    assert np.all(np.abs(mc_z(f, T4, lead)) < 5)
+    # companion: the leading-order prediction at width 2N is rejected
+    wrong, _ = deep_leading_connected(E.DeepMLP(depth=2, width=40, activation="relu",
+                                                sigma_b=0.0), SIX, T4)
+    assert np.max(np.abs(mc_z(f, T4, wrong))) > 5
