@@ -1073,6 +1073,8 @@ def estimator_variance(spec: Spec, geometry, tuples):
             "gp_full_var": gp_var, "method": "closed form" if model.exact else "quadrature"}
 
 
+#: most tuples plan_samples forms by itself (all sorted tuples of the sites) when none are given
+MAX_AUTO_TUPLES = 5000
 #: flag threshold: the variance of a product estimator exceeds its Gaussian-process value by this
 RARE_EVENT_RATIO = 100.0
 
@@ -1119,6 +1121,9 @@ def plan_samples(spec: Spec, geometry, tuples=None, target_rel_error: float = 0.
             raise ValueError(f"orders: each order must be an even int in [2, 8], got {n!r}")
     V = _positions(geometry).shape[0] * spec.n_components
     if tuples is None:
+        if any(math.comb(V + n - 1, n) > MAX_AUTO_TUPLES for n in orders):
+            raise ValueError(f"tuples: {V} sites give more than {MAX_AUTO_TUPLES} tuples of order "
+                             f"{max(orders)}; pass the tuples to plan (e.g. cluster configurations)")
         by_order = {n: _all_multisets(V, n) for n in orders}
     elif isinstance(tuples, dict):
         by_order = {n: np.asarray(tuples[n], dtype=np.int64) for n in orders if n in tuples}

@@ -111,3 +111,5 @@ def test_plan_flags_the_gauss_net_and_scales_with_target():
         plan_samples(E.ErfNet(width=5), SIX, None, 2.0)
     with pytest.raises(ValueError, match="orders"):
         plan_samples(E.ErfNet(width=5), SIX, None, 0.1, orders=(3,))
+    with pytest.raises(ValueError, match="tuples"):
+        plan_samples(E.LatticeCosNet(width=5), Lattice((16, 16)), None, 0.1)
