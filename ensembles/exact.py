@@ -643,6 +643,37 @@ def _describe(model, err):
     return f"quadrature (err <= {max(err, 1e-16):.1e})"
 
 
+def _by_order(fn):
+    """Let ``fn(spec, geometry, tuples)`` take tuples of mixed orders (grouped internally; the
+    method is the least accurate of the groups)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(spec, geometry, tuples):
+        if isinstance(tuples, np.ndarray) or not len(tuples):
+            return fn(spec, geometry, tuples)
+        rows = [tuple(int(v) for v in t) for t in tuples]
+        orders = sorted({len(t) for t in rows})
+        if len(orders) == 1:
+            return fn(spec, geometry, rows)
+        out = np.empty(len(rows))
+        methods = []
+        for n in orders:
+            ix = [i for i, t in enumerate(rows) if len(t) == n]
+            v, m = fn(spec, geometry, [rows[i] for i in ix])
+            if v is None:
+                return None, None
+            out[ix] = v
+            methods.append(m)
+        errs = [float(m.split("<= ")[1].rstrip(")")) for m in methods if "<= " in m]
+        if not errs:
+            return out, methods[0]
+        return out, f"quadrature (err <= {max(errs):.1e})"
+
+    return wrapper
+
+
+@_by_order
 def exact_connected(spec: Spec, geometry, tuples):
     """Exact connected correlators (joint cumulants) of ``spec`` at point tuples, at its width.
 
@@ -654,7 +685,7 @@ def exact_connected(spec: Spec, geometry, tuples):
         (CorrelatedNet, ScaleMixtureNet, MassMixtureCosNet). Its ``width`` is the N used.
     geometry : Lattice, PointSet or array (V, d)
         Sites, in C order (LatticeCosNet families need a periodic Lattice).
-    tuples : int array (n_tuples, r) or list of equal-length sequences
+    tuples : int array (n_tuples, r) or list of sequences (mixed orders allowed in a list)
         Flat site indices (component-major, ``a * V + v``, when the spec has D components);
         order 1 gives the mean, 2 the covariance, r >= 3 the connected r-point function.
 
@@ -690,6 +721,7 @@ def exact_two_point(spec: Spec, geometry) -> np.ndarray:
     return K
 
 
+@_by_order
 def exact_moments(spec: Spec, geometry, tuples):
     """Exact full (not connected) moments ``E[f(x_1) .. f(x_r)]`` at point tuples.
 

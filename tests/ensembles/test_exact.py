@@ -129,11 +129,19 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="tuples"):
         E.exact_connected(E.ErfNet(width=2), SIX, [[0, 6]])
     with pytest.raises(ValueError, match="tuples"):
-        E.exact_connected(E.ErfNet(width=2), SIX, [[0, 1], [0, 1, 2]])
+        E.exact_connected(E.ErfNet(width=2), SIX, np.array([[0, 1, 2, 3, 4, 5] * 3]))
     with pytest.raises(ValueError, match="d_in"):
         E.exact_connected(E.ErfNet(width=2, d_in=2), SIX, [[0, 1]])
     assert E.exact_connected(E.ContinuumCosNet(width=2, d_in=2), PointSet(np.zeros((3, 2))),
                              [[0, 1]]) == (None, None)
+
+
+def test_mixed_orders_in_one_call():
+    spec = E.ErfNet(width=3)
+    mixed, method = E.exact_connected(spec, SIX, [(0, 1), (0, 1, 2, 3), (2, 5)])
+    two, _ = E.exact_connected(spec, SIX, [(0, 1), (2, 5)])
+    four, _ = E.exact_connected(spec, SIX, [(0, 1, 2, 3)])
+    assert np.array_equal(mixed, [two[0], four[0], two[1]]) and method.startswith("quadrature")
 
 
 # ------------------------------------------------------------------------------------------------
