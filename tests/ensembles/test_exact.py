@@ -327,3 +327,28 @@ def test_vector_outputs_exact_vs_monte_carlo(spec, geom):
     # companion: treating the components as independent networks (no shared hidden layer) is
     # rejected: that theory has no cross-component connected 4-point
     assert np.max(np.abs(mc_z(f, t4[:2], np.zeros(2)))) > 5
+
+
+def test_delta_G_and_m_n():
+    # full moments (exp in the ring) minus the Wick sums of the exact two-point function equal
+    # the connected parts (log in the ring): Delta G_4 = G4c, Delta G_6 = G6c + sum_15 G4c G2
+    spec = E.ErfNet(width=3)
+    d4, m4, _ = E.deviation_exact(spec, SIX, T4)
+    c4, _ = E.exact_connected(spec, SIX, T4)
+    assert _rel(d4, c4) < 1e-10
+    d6, m6, _ = E.deviation_exact(spec, SIX, T6[:3])
+    c6, _ = E.exact_connected(spec, SIX, T6[:3])
+    G2 = dict(zip(map(tuple, T2), E.exact_connected(spec, SIX, T2)[0]))
+    G4 = dict(zip(map(tuple, T4), c4))
+    ref = []
+    for t, tot in zip(T6[:3], c6):
+        for a, b in itertools.combinations(range(6), 2):
+            rest = tuple(sorted(t[i] for i in range(6) if i not in (a, b)))
+            tot += G4[rest] * G2[tuple(sorted((t[a], t[b])))]
+        ref.append(tot)
+    assert _rel(d6, np.array(ref)) < 1e-9
+    gp4 = E.gp_connected(spec, SIX, T4)
+    assert abs(m4 - np.mean(np.abs(d4) / np.abs(gp4))) < 1e-15
+    # m_4 falls like 1/N
+    _, m4_30, _ = E.deviation_exact(E.ErfNet(width=30), SIX, T4)
+    assert abs(m4 / m4_30 - 10) < 1e-6
