@@ -64,11 +64,11 @@ def test_leading_order_relu_vs_monte_carlo():
     from nnft.ensembles.deep import deep_leading_connected
 
     spec = E.DeepMLP(depth=2, width=20, activation="relu", sigma_b=0.0)
-    lead, method = deep_leading_connected(spec, SIX, T4)
+    lead, method = deep_leading_connected(spec, SIX, T4, n_nodes=12)
     assert method.startswith("leading 1/N (quadrature err <= ")
     f = samples(spec, SIX, 200_000, seed=3)
     assert np.all(np.abs(mc_z(f, T4, lead)) < 5)
     # companion: the leading-order prediction at width 2N is rejected
     wrong, _ = deep_leading_connected(E.DeepMLP(depth=2, width=40, activation="relu",
-                                                sigma_b=0.0), SIX, T4)
+                                                sigma_b=0.0), SIX, T4, n_nodes=12)
     assert np.max(np.abs(mc_z(f, T4, wrong))) > 5
