@@ -3,8 +3,8 @@
 Imports point one way: this package uses nnft.lattice and never nnft.observables.
 """
 from .specs import (ActivationNet, ContinuumCosNet, CorrelatedNet, DeepMLP, ErfNet, GaussianCosNet,
-                    GaussNet, LatticeCosNet, ReLUNet, Spec, TanhNet, spec_from_dict, spec_from_json,
-                    ARCHITECTURES)
+                    GaussNet, LatticeCosNet, MassMixtureCosNet, ReLUNet, ScaleMixtureNet, Spec,
+                    TanhNet, spec_from_dict, spec_from_json, ARCHITECTURES)
 from .activations import NAMED as ACTIVATIONS
 from .kernels import gp_kernel, neuron_moment, continuum_propagator
 from .params import draw_params
@@ -12,6 +12,10 @@ from .evaluate import evaluate
 from .spectral import lattice_cos_spectral
 from .engine import chunk_fields, generate, generate_distributed, make_chunk_function
 from .philox import fused_key, fused_params, philox4x32
+from .exact import (exact_connected, exact_moments, exact_W, W_cumulant_series, neuron_moments,
+                    deviation_exact, gp_connected, exact_two_point, estimator_variance,
+                    plan_samples)
+from .deep import deep_leading_connected, deep_linear_connected
 
 __all__ = [
     "Spec", "GaussNet", "ErfNet", "ReLUNet", "TanhNet", "ActivationNet", "DeepMLP",
@@ -19,5 +23,8 @@ __all__ = [
     "spec_from_json", "ARCHITECTURES", "ACTIVATIONS", "gp_kernel", "neuron_moment",
     "continuum_propagator", "draw_params", "evaluate", "lattice_cos_spectral", "chunk_fields",
     "generate", "generate_distributed", "make_chunk_function", "fused_key", "fused_params",
-    "philox4x32",
+    "philox4x32", "ScaleMixtureNet", "MassMixtureCosNet", "exact_connected", "exact_moments",
+    "exact_W", "W_cumulant_series", "neuron_moments", "deviation_exact", "gp_connected",
+    "exact_two_point", "estimator_variance", "plan_samples", "deep_leading_connected",
+    "deep_linear_connected",
 ]

@@ -11,6 +11,8 @@ sites of a Lattice / PointSet (or an explicit ``(V, d)`` positions array), per c
   from ``K^0 = sigma_b^2 + sigma_w^2 x.x'/d_in`` (closed-form steps for relu and erf).
 - CorrelatedNet: the exact two-point function at the spec's width,
   ``sigma_b^2 + sigma_w^2 (E[h h'] + rho (N - 1) E[h] E[h'])``.
+- ScaleMixtureNet, MassMixtureCosNet: the exact two-point function of ``ensembles.exact`` (the
+  uncorrelated kernel, since ``E s^2 = 1``; the mixture of the two lattice propagators).
 - GaussianCosNet: ``(s^2/2) exp(-sigma_w^2 r^2/(2 d))``; ContinuumCosNet: the cut-off continuum
   propagator by radial quadrature; LatticeCosNet: the exact lattice propagator.
 
@@ -29,7 +31,8 @@ from scipy import special
 
 from .activations import compile_activation, is_odd
 from .specs import (ActivationNet, ContinuumCosNet, CorrelatedNet, DeepMLP, ErfNet, GaussianCosNet,
-                    GaussNet, LatticeCosNet, ReLUNet, Spec, TanhNet, _SingleLayer)
+                    GaussNet, LatticeCosNet, MassMixtureCosNet, ReLUNet, ScaleMixtureNet, Spec,
+                    TanhNet, _SingleLayer)
 
 
 # -- geometry helpers ---------------------------------------------------------------------------
@@ -262,6 +265,11 @@ def gp_kernel(spec: Spec, lattice, xp=np):
     """
     if not isinstance(spec, Spec):
         raise ValueError(f"spec must be an nnft.ensembles spec, got {spec!r}")
+    if isinstance(spec, (MassMixtureCosNet, ScaleMixtureNet)):
+        # correlated families: the exact two-point function (ensembles.exact)
+        from .exact import exact_two_point
+
+        return _out(exact_two_point(spec, lattice), xp)
     if isinstance(spec, LatticeCosNet):
         spec.check_geometry(lattice)
         from nnft.lattice import free_propagator

@@ -8,7 +8,7 @@ backend of ``xp`` (parameters are drawn on the device with CuPy).
 Orders (g = standard normal, u = uniform [0, 1); shapes with n networks, N neurons, D components):
 
 - single layer: ``W0 g(n,N,d)``, ``b0 g(n,N)``, ``W1 g(n,D,N)``, ``b1 g(n,D)`` [, ``eta g(n,D)``
-  for CorrelatedNet]
+  for CorrelatedNet] [, ``s^2 gamma(n)`` for ScaleMixtureNet]
 - DeepMLP: for each hidden layer ``W g(n,width,n_prev)``, ``b g(n,width)``; then ``W g(n,D,width)``,
   ``b g(n,D)``
 - GaussianCosNet: ``w g(n,N,d)``, ``c u(n,N)``, amplitudes
@@ -16,6 +16,7 @@ Orders (g = standard normal, u = uniform [0, 1); shapes with n networks, N neuro
 - LatticeCosNet: momentum ``u(n,N)`` (Walker alias table over the C-ordered momenta, one uniform
   per draw: integer part of ``u V`` picks the column, the fraction accepts it or its alias),
   ``c u(n,N)``, amplitudes
+- MassMixtureCosNet: mass choice ``u(n)``, momentum ``u(n,N)``, ``c u(n,N)``, unit amplitudes
 - amplitudes: Gaussian ``g(n,D,N)``; constant: nothing for D = 1, else ``g(n,D,N)`` normalised over D.
 """
 from __future__ import annotations
@@ -24,8 +25,8 @@ import math
 
 import numpy as np
 
-from .specs import (ContinuumCosNet, CorrelatedNet, DeepMLP, GaussianCosNet, LatticeCosNet, Spec,
-                    _SingleLayer)
+from .specs import (ContinuumCosNet, CorrelatedNet, DeepMLP, GaussianCosNet, LatticeCosNet,
+                    MassMixtureCosNet, ScaleMixtureNet, Spec, _SingleLayer)
 
 F64 = np.float64
 
@@ -166,6 +167,9 @@ def draw_params(spec: Spec, lattice, n: int, rng, xp=np) -> dict:
             eta = _g(rng, (n, D), xp)
             xi *= math.sqrt(1.0 - spec.rho)
             xi += math.sqrt(spec.rho) * eta[:, :, None]
+        if isinstance(spec, ScaleMixtureNet):
+            s2 = rng.standard_gamma(spec.shape, (n,), dtype=xp.float64) / spec.shape
+            xi *= xp.sqrt(s2)[:, None, None]
         xi *= spec.sigma_w / math.sqrt(N)
         if spec.mu_w1 != 0.0:
             xi += spec.mu_w1
@@ -203,6 +207,8 @@ def draw_params(spec: Spec, lattice, n: int, rng, xp=np) -> dict:
         if spec.form == "amplitude":
             a = a / xp.sqrt(r * r + spec.m2)[:, None, :]
         return {"W0": w, "b0": c, "W1": a}
+    if isinstance(spec, MassMixtureCosNet):
+        return _draw_mass_mixture(spec, lattice, n, rng, xp)
     if isinstance(spec, LatticeCosNet):
         N = spec.width
         accept, alias, G0 = momentum_alias(lattice, spec.m2, xp)
@@ -215,6 +221,28 @@ def draw_params(spec: Spec, lattice, n: int, rng, xp=np) -> dict:
         a = _amplitudes(rng, n, N, D, spec.amplitude, math.sqrt(2.0 * G0), xp)
         return {"k": k, "c": c, "a": a}
     raise ValueError(f"draw_params: unknown architecture {type(spec).__name__}")
+
+
+def _draw_mass_mixture(spec, lattice, n, rng, xp):
+    """MassMixtureCosNet: mass choice ``u(n)``, momentum ``u(n,N)`` (alias table of the chosen
+    mass), ``c u(n,N)``, amplitudes (unit scale, then times ``sqrt(2 G_m(0))`` per network)."""
+    N, D = spec.width, spec.n_components
+    alt = _u(rng, (n,), xp) < spec.p_alt
+    uV = _u(rng, (n, N), xp)
+    ks, scales = [], []
+    for m2 in spec.masses:
+        accept, alias, G0 = momentum_alias(lattice, m2, xp)
+        V = accept.size
+        x = uV * V
+        j = xp.minimum(x.astype(xp.int64), V - 1)
+        x -= j
+        ks.append(xp.where(x < accept[j], j, alias[j]))
+        scales.append(math.sqrt(2.0 * G0))
+    k = xp.where(alt[:, None], ks[1], ks[0])
+    c = _phases(rng, n, N, xp)
+    a = _amplitudes(rng, n, N, D, spec.amplitude, 1.0, xp)
+    a *= xp.where(alt, scales[1], scales[0])[:, None, None]
+    return {"k": k, "c": c, "a": a}
 
 
 def params_to(params: dict, xp) -> dict:

@@ -265,6 +265,35 @@ class CorrelatedNet(_SingleLayer):
 
 @_register
 @dataclass(frozen=True)
+class ScaleMixtureNet(_SingleLayer):
+    """Single hidden layer whose output weights share one random scale per network.
+
+    ``W1_{a i} = mu_w1 + s (sigma_w/sqrt(N)) xi_{a i}``, ``xi ~ N(0, 1)``, with one
+    ``s^2 ~ Gamma(shape, 1/shape)`` per network (``E s^2 = 1``, ``Var s^2 = 1/shape``) shared by
+    all neurons: a scale mixture of the uncorrelated net. The two-point function is the GP
+    kernel at every N; the connected 4-point tends to ``sigma_w^4 Var(s^2) sum_3 E_2 E_2`` as
+    N -> infinity instead of vanishing (the 1/N law fails).
+    """
+
+    shape: float = 2.0
+    activation: str = "erf"
+
+    def _validate(self):
+        super()._validate()
+        _float(self, "shape", positive=True)
+        object.__setattr__(self, "activation", _activation(self, "activation"))
+
+    @property
+    def activation_expr(self) -> str:
+        return self.activation
+
+    @property
+    def n_params_per_network(self) -> int:
+        return super().n_params_per_network + 1
+
+
+@_register
+@dataclass(frozen=True)
 class DeepMLP(Spec):
     """Fully connected net with ``depth`` hidden layers of ``width`` neurons.
 
@@ -412,6 +441,40 @@ class LatticeCosNet(Spec):
         return N + N + D * N
 
 
+@_register
+@dataclass(frozen=True)
+class MassMixtureCosNet(LatticeCosNet):
+    """Lattice cos-net whose neurons share a random mass: momenta coupled across neurons.
+
+    Each network draws its squared mass, ``m2`` with probability ``1 - p_alt`` or ``m2_alt``
+    with probability ``p_alt``, and then every neuron's momentum from that mass's law
+    (``Gt(p)/sum Gt``, amplitude scale ``s^2 = 2 G(0)`` of that mass). Given the mass it is the
+    LatticeCosNet; unconditionally a mixture of two free fields, so the two-point function is
+    the mixture of the propagators and the connected 4-point tends to
+    ``p (1 - p) sum_3 dG dG`` (``dG = G_alt - G``) as N -> infinity instead of vanishing.
+    """
+
+    m2_alt: float = 4.0
+    p_alt: float = 0.5
+
+    def _validate(self):
+        super()._validate()
+        _float(self, "m2_alt", positive=True)
+        _float(self, "p_alt", lo=0.0, hi=1.0)
+
+    @property
+    def masses(self) -> tuple:
+        return (self.m2, self.m2_alt)
+
+    @property
+    def probs(self) -> tuple:
+        return (1.0 - self.p_alt, self.p_alt)
+
+    @property
+    def n_params_per_network(self) -> int:
+        return super().n_params_per_network + 1
+
+
 ARCHITECTURES = tuple(_REGISTRY)
 
 
@@ -445,5 +508,6 @@ def spec_from_json(s: str) -> Spec:
 
 
 __all__ = ["Spec", "GaussNet", "ErfNet", "ReLUNet", "TanhNet", "ActivationNet", "CorrelatedNet",
-           "DeepMLP", "GaussianCosNet", "ContinuumCosNet", "LatticeCosNet", "spec_from_dict",
+           "DeepMLP", "GaussianCosNet", "ContinuumCosNet", "LatticeCosNet", "ScaleMixtureNet",
+           "MassMixtureCosNet", "spec_from_dict",
            "spec_from_json", "ARCHITECTURES", "AMPLITUDES", "CONTINUUM_FORMS"]
