@@ -25,6 +25,8 @@ from .couplings import (amputated_vertex, quartic_coupling, running_quartic, six
                         vertex_integral, vertex_models, vertex_sum)
 from .generating import gaussian_W, generating_functional
 from .rg import CoarseGrainedSource, rg_flow, shell_propagator
+from . import positivity
+from .positivity import reflection_basis, reflection_positivity, rp_matrix_from_fields
 from .reweighting import (ReweightingWarning, base_mass, hartree_mass, kish_ess, reweight,
                           reweighted_mean, reweighted_observables)
 
@@ -50,4 +52,5 @@ __all__ = [
     "amputated_vertex", "quartic_coupling", "running_quartic", "six_point_check",
     "vertex_integral", "vertex_models", "vertex_sum", "gaussian_W", "generating_functional",
     "CoarseGrainedSource", "rg_flow", "shell_propagator",
+    "positivity", "reflection_basis", "reflection_positivity", "rp_matrix_from_fields",
 ]
