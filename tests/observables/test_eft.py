@@ -1,0 +1,149 @@
+"""EFT matching: coupling fits, truncation ranking, 6-point prediction, engine vs HMC."""
+import numpy as np
+import pytest
+
+from nnft.lattice import HMC, Lattice, Phi4Action, free_propagator, run_chain
+from nnft.lattice.diagrams import Interaction, PropagatorContext
+from nnft.observables.eft import (coupling_templates, eft_match, fit_couplings,
+                                  perturbative_check, predict_connected, rank_truncations)
+
+L, M2 = 6, 0.5
+LAT = Lattice((L, L))
+
+
+def _fake_measurement(truth, scale, n_blocks=40, seed=0):
+    """Block means truth + noise (sd ``scale`` per block); returns value, replicas."""
+    rng = np.random.default_rng(seed)
+    blocks = truth[None] + scale[None] * rng.standard_normal((n_blocks, truth.size))
+    tot = blocks.mean(0)
+    reps = (tot[None] * n_blocks - blocks) / (n_blocks - 1)
+    return tot, reps
+
+
+def _erf_ctx():
+    def K(x, y):  # Erf-net GP kernel (sigma_w = sigma_b = 1, d_in = 1) minus sigma_b^2
+        x, y = np.asarray(x)[..., 0], np.asarray(y)[..., 0]
+        k0 = 1 + x * y
+        return (2 / np.pi) * np.arcsin(2 * k0 / np.sqrt((3 + 2 * x * x) * (3 + 2 * y * y)))
+
+    pts = np.array([-1, -0.6, -0.2, 0.2, 0.6, 1.0])[:, None]
+    return PropagatorContext.continuum(K, pts, 1.5, n_nodes=64)
+
+
+def test_templates_match_the_papers_coefficients():
+    """T_lambda = -24 V4 (nnft's template); T_kappa = -360 K(0) V4 on a lattice."""
+    from nnft.observables.couplings import vertex_sum
+
+    G = free_propagator(LAT, M2)
+    ctx = PropagatorContext.lattice(LAT, G)
+    t4 = np.random.default_rng(1).integers(0, LAT.volume, (6, 4))
+    T, _ = coupling_templates(4, ["lambda", "kappa", "g"], ctx, t4)
+    V4 = vertex_sum(G, t4, lattice=LAT)
+    np.testing.assert_allclose(T["lambda"], -24 * V4, rtol=1e-12)
+    np.testing.assert_allclose(T["kappa"], -360 * G[0, 0] * V4, rtol=1e-12)
+    assert np.all(T["g"] == 0)
+
+
+def test_fit_recovers_exact_couplings_and_ranks_truncations():
+    """Continuum Erf-net kernel (K(y, y) varies, so lambda and kappa templates differ): data made
+    with both couplings -> both recovered within 5 sigma, AIC picks lambda+kappa; the
+    lambda-only truncation is rejected (companion)."""
+    ctx = _erf_ctx()
+    rng = np.random.default_rng(2)
+    t4 = np.array(sorted({tuple(sorted(r)) for r in rng.integers(0, 6, (60, 4))}))
+    T, _ = coupling_templates(4, ["lambda", "kappa"], ctx, t4)
+    lam, kap = 0.02, 0.01
+    truth = lam * T["lambda"] + kap * T["kappa"]
+    y, reps = _fake_measurement(truth, 0.01 * np.abs(truth) + 1e-6, seed=3)
+    f = fit_couplings(y, T, replicas=reps)
+    assert abs(f["couplings"]["lambda"] - lam) < 5 * f["errors"]["lambda"]
+    assert abs(f["couplings"]["kappa"] - kap) < 5 * f["errors"]["kappa"]
+    assert f["p_value"] > 1e-3
+    rank = rank_truncations(y, T, replicas=reps)
+    assert rank.attrs["best"] == "lambda+kappa"
+    only = fit_couplings(y, T, replicas=reps, names=["lambda"])
+    assert only["p_value"] < 1e-6
+
+
+def test_lattice_lambda_kappa_collinear_tie_goes_to_lambda():
+    ctx = PropagatorContext.lattice(LAT, free_propagator(LAT, M2))
+    t4 = np.random.default_rng(4).integers(0, LAT.volume, (12, 4))
+    T, _ = coupling_templates(4, ["lambda", "kappa"], ctx, t4)
+    y, reps = _fake_measurement(0.01 * T["lambda"], 0.02 * np.abs(T["lambda"]), seed=5)
+    rank = rank_truncations(y, T, replicas=reps)
+    assert rank.attrs["best"] == "lambda"
+    assert "lambda+kappa" not in list(rank.model.values)  # linearly dependent: not fitted
+
+
+def test_predicted_g6_from_exact_couplings():
+    """predict_connected at second order = kappa contact + lambda^2 tree (engine), checked
+    against nnft's tree_g6c for lambda alone."""
+    from nnft.observables.couplings import tree_g6c
+
+    G = free_propagator(LAT, M2)
+    ctx = PropagatorContext.lattice(LAT, G)
+    t6 = np.random.default_rng(6).integers(0, LAT.volume, (5, 6))
+    np.testing.assert_allclose(predict_connected(6, {"lambda": 0.03}, ctx, t6),
+                               tree_g6c(0.03, G, t6, lattice=LAT), rtol=1e-10)
+
+
+def _hmc(g, n_times=1500, seed=1):
+    out = []
+    run_chain(HMC(Phi4Action((L, L), "C", m2=M2, g=g)), 16, n_times, n_therm=100, seed=seed,
+              callback=lambda k, phi, lw: out.append(np.asarray(phi)))
+    return np.concatenate(out)
+
+
+@pytest.fixture(scope="module")
+def hmc_weak():
+    return _hmc(0.5)
+
+
+@pytest.fixture(scope="module")
+def hmc_strong():
+    return _hmc(2.0)
+
+
+def test_engine_vs_hmc_weak_coupling(hmc_weak):
+    """Lattice phi^4 (convention C, g = 0.5, m^2 = 0.5, 6x6): G2 at all displacements and G4c
+    at five tuples agree with the engine at first and second order (Holm, alpha = 0.01); the
+    free theory (order 0) is rejected (companion)."""
+    ds = perturbative_check(hmc_weak, LAT, Interaction({4: 0.5}, "factorial"), m2=M2, order=2)
+    v = ds.attrs["verdicts_by_order"]
+    assert v[0] == "inconsistent"
+    assert v[1] == "consistent" and v[2] == "consistent"
+    assert ds.attrs["verdict"] == "consistent"
+
+
+def test_engine_vs_hmc_disagreement_grows_with_coupling(hmc_weak, hmc_strong):
+    weak = perturbative_check(hmc_weak, LAT, Interaction({4: 0.5}, "factorial"), m2=M2)
+    strong = perturbative_check(hmc_strong, LAT, Interaction({4: 2.0}, "factorial"), m2=M2)
+    assert strong.attrs["verdict"] == "inconsistent"
+    assert strong.max_abs_z.values[2] > 3 * weak.max_abs_z.values[2]
+
+
+def test_eft_match_on_hmc(hmc_strong):
+    """Fit on G4c, predict G6c: the lambda truncation predicts the measured G6c (resolved at
+    this coupling); the first-order prediction (no lambda^2 tree: G6c = 0) is rejected by the
+    same 6-point data (companion)."""
+    ctx = PropagatorContext.lattice(LAT, free_propagator(LAT, M2))
+    e, e2 = 1, L
+    t4 = np.array([[0, 0, 0, 0], [0, 0, e, e], [0, e, 0, e], [0, 0, 0, e], [0, e, e2, e + e2],
+                   [0, 0, e2, e2], [0, 0, 0, e2]])
+    t6 = np.array([[0, 0, 0, 0, 0, 0], [0, 0, 0, e, e, e], [0, 0, e, e, e2, e2],
+                   [0, 0, 0, 0, e, e], [0, 0, 0, 0, e2, e2]])
+    ds = eft_match(hmc_strong, ctx, t4, t6, lattice=LAT)
+    assert ds.attrs["model"] == "lambda"
+    assert ds.attrs["verdict"] == "consistent"
+    assert 0 < ds.attrs["lambda"] < 2.0 / 24  # effective coupling, screened by the loops
+    bad = eft_match(hmc_strong, ctx, t4, t6, lattice=LAT, order6=1)
+    assert bad.attrs["verdict"] == "inconsistent"
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="couplings"):
+        coupling_templates(4, ["mu"], None, np.zeros((1, 4), int))
+    with pytest.raises(ValueError, match="error"):
+        fit_couplings(np.ones(3), {"lambda": np.ones(3)})
+    with pytest.raises(ValueError, match="criterion"):
+        rank_truncations(np.ones(3), {"lambda": np.ones(3)}, error=np.ones(3), criterion="x")
