@@ -28,7 +28,8 @@ from .rg import CoarseGrainedSource, rg_flow, shell_propagator
 from . import eft, positivity
 from .eft import (coupling_templates, eft_match, fit_couplings, perturbative_check,
                   predict_connected, rank_truncations)
-from .positivity import reflection_basis, reflection_positivity, rp_matrix_from_fields
+from .positivity import (qft_checks, reflection_basis, reflection_positivity,
+                         rp_matrix_from_fields)
 from .reweighting import (ReweightingWarning, base_mass, hartree_mass, kish_ess, reweight,
                           reweighted_mean, reweighted_observables)
 
@@ -56,5 +57,5 @@ __all__ = [
     "CoarseGrainedSource", "rg_flow", "shell_propagator",
     "eft", "coupling_templates", "eft_match", "fit_couplings", "perturbative_check",
     "predict_connected", "rank_truncations",
-    "positivity", "reflection_basis", "reflection_positivity", "rp_matrix_from_fields",
+    "positivity", "qft_checks", "reflection_basis", "reflection_positivity", "rp_matrix_from_fields",
 ]

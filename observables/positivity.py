@@ -53,7 +53,7 @@ import numpy as np
 from .accumulators import SampleFunction
 from .measure import measure
 
-__all__ = ["reflection_basis", "reflection_positivity", "rp_matrix_from_fields"]
+__all__ = ["reflection_basis", "reflection_positivity", "rp_matrix_from_fields", "qft_checks"]
 
 
 def _lattice_of(source, lattice):
@@ -395,3 +395,127 @@ def reflection_positivity(source, lattice=None, *, momenta=None, times=None, pro
                       " normalized R = D^-1/2 M D^-1/2; test: q = v_A^T M_B v_A >= 0 "
                       "(v_A: smallest eigenvector on even blocks, M_B on odd blocks)"})
     return ds
+
+
+# --------------------------------------------------------------------------------------------
+# "is it a QFT?": the checkable Osterwalder-Schrader properties side by side
+# --------------------------------------------------------------------------------------------
+_SYM = {"symmetric": "consistent", "broken": "inconsistent"}
+
+
+def _clustering(source, lat, *, orders, n_blocks, tolerance, axis=0):
+    """Connected correlators of two clusters separated by R = 0..L/2 along ``axis``.
+
+    Verdict per order: "consistent" when the profile is resolved at R = 0 and its value at the
+    largest separations (plateau fit of the last third) is compatible with zero or below
+    ``tolerance`` x |value(R = 0)| (two standard errors); "inconsistent" when the plateau is
+    significantly non-zero and above that fraction; "inconclusive" otherwise (no signal at
+    R = 0, or undecided). On a finite torus a massive correlator stops at ~exp(-m L/2), hence the
+    tolerance rather than an exact-zero test.
+    """
+    import xarray as xr
+
+    from . import cluster_profile
+
+    rows = []
+    seps = np.arange(0, lat.shape[axis] // 2 + 1)
+    for n in orders:
+        prof = cluster_profile(source, lat, order=n, separations=seps, axis=axis,
+                               n_blocks=n_blocks)
+        v0, e0 = float(prof.value.values[0]), float(prof.error.values[0])
+        c, dc = float(prof.attrs["plateau"]), float(prof.attrs["plateau_error"])
+        ratio = abs(c) / abs(v0) if v0 != 0 else np.inf
+        ratio_err = dc / abs(v0) if v0 != 0 else np.inf
+        if abs(v0) <= 3 * e0:
+            verdict = "inconclusive"
+        elif prof.attrs["verdict"] == "clusters" or ratio + 2 * ratio_err < tolerance:
+            verdict = "consistent"
+        elif ratio - 2 * ratio_err > tolerance and prof.attrs["verdict"] == "does not cluster":
+            verdict = "inconsistent"
+        else:
+            verdict = "inconclusive"
+        rows.append((n, prof, verdict, ratio, ratio_err))
+    verdicts = [r[2] for r in rows]
+    overall = ("inconsistent" if "inconsistent" in verdicts else
+               "consistent" if "consistent" in verdicts else "inconclusive")
+    ds = xr.Dataset({"value": (("order", "R"), np.array([r[1].value.values for r in rows])),
+                     "error": (("order", "R"), np.array([r[1].error.values for r in rows])),
+                     "plateau_ratio": ("order", np.array([r[3] for r in rows])),
+                     "plateau_ratio_error": ("order", np.array([r[4] for r in rows])),
+                     "order_verdict": ("order", np.array(verdicts))},
+                    coords={"order": list(orders), "R": seps})
+    ps = [float(r[1].attrs.get("plateau_z", np.nan)) for r in rows]
+    from scipy import stats
+
+    p = min(1.0, len(rows) * min(2 * stats.t(n_blocks - 1).sf(abs(z)) for z in ps))
+    ds.attrs.update({"measurement": "clustering", "verdict": overall, "p_value": float(p),
+                     "tolerance": tolerance, "axis": axis,
+                     "convention": "connected correlator of two clusters (order/2 points each) "
+                                   "vs separation R; p_value: plateau = 0 (Bonferroni)"})
+    return ds
+
+
+def qft_checks(store, lattice=None, *, n_blocks=40, alpha=0.01, rp_options=None,
+               cluster_orders=(2, 4), cluster_tolerance=0.05, seed=0):
+    """The checkable Osterwalder-Schrader properties of a lattice ensemble, one verdict each.
+
+    Parameters
+    ----------
+    store : FieldStore, path or array (n_samples, T, *spatial)
+        A scalar field on a periodic lattice (time = axis 0).
+    lattice : Lattice, optional
+        Default: the store's.
+    n_blocks : int
+        Jackknife blocks for every check (even).
+    alpha : float
+        Level of each check.
+    rp_options : dict, optional
+        Extra keyword arguments of :func:`reflection_positivity` (basis, tolerance, ...).
+    cluster_orders : tuple of int
+        Orders of the clustering profiles (2: the connected propagator; 4: two pairs).
+    cluster_tolerance : float
+        Fraction of the R = 0 value the correlator must fall below at the largest separations.
+
+    Returns
+    -------
+    dict[str, xarray.Dataset]
+        ``"translation"``, ``"hypercubic"`` (Euclidean invariance on the lattice:
+        :func:`check_translation`, :func:`check_hypercubic`, attrs ``verdict`` "symmetric" /
+        "broken" and ``qft_verdict``), ``"reflection_positivity"``, ``"clustering"``, and
+        ``"summary"`` (one row per check: ``verdict``, ``p_value``; attr ``verdict``: overall
+        "consistent" only when every check is). Every Dataset carries ``qft_verdict`` in
+        {"consistent", "inconsistent", "inconclusive"}.
+    """
+    import xarray as xr
+
+    from . import check_hypercubic, check_translation
+
+    lat = _lattice_of(store, lattice)
+    out = {}
+    for name, fn in (("translation", check_translation), ("hypercubic", check_hypercubic)):
+        ds = fn(store, lat, n_blocks=n_blocks, alpha=alpha, seed=seed)
+        ds.attrs["qft_verdict"] = _SYM.get(ds.attrs.get("verdict"), "inconclusive")
+        if "p_value" not in ds.attrs and "p_adjusted" in ds:
+            ds.attrs["p_value"] = float(np.min(ds["p_adjusted"].values))
+        out[name] = ds
+    opts = {"n_blocks": n_blocks, "alpha": alpha}
+    opts.update(rp_options or {})
+    rp = reflection_positivity(store, lat, **opts)
+    rp.attrs["qft_verdict"] = rp.attrs["verdict"]
+    out["reflection_positivity"] = rp
+    cl = _clustering(store, lat, orders=tuple(cluster_orders), n_blocks=n_blocks,
+                     tolerance=cluster_tolerance)
+    cl.attrs["qft_verdict"] = cl.attrs["verdict"]
+    out["clustering"] = cl
+    names = list(out)
+    verdicts = [out[k].attrs["qft_verdict"] for k in names]
+    pv = [float(out[k].attrs.get("p_value", np.nan)) for k in names]
+    overall = ("inconsistent" if "inconsistent" in verdicts else
+               "consistent" if all(v == "consistent" for v in verdicts) else "inconclusive")
+    summary = xr.Dataset({"verdict": ("check", np.array(verdicts)),
+                          "p_value": ("check", np.array(pv))}, coords={"check": names})
+    summary.attrs.update({"measurement": "qft", "verdict": overall, "qft_verdict": overall,
+                          "property": "Euclidean invariance (translation, hypercubic), "
+                                      "reflection positivity, clustering"})
+    out["summary"] = summary
+    return out

@@ -125,3 +125,25 @@ def test_bad_arguments():
         reflection_positivity(phi, LAT, times=(12,))
     with pytest.raises(ValueError, match="n_blocks"):
         reflection_positivity(phi, LAT, n_blocks=5)
+
+
+def test_qft_checks_free_field_dipole_and_finite_width_cosnet():
+    """The summary: the free field passes all four checks; the dipole ghost fails reflection
+    positivity only; a width-16 cos-net (momentum law = lattice propagator, reflection
+    positive) fails clustering: its connected 4-point function does not decay."""
+    from nnft.observables.positivity import qft_checks
+
+    Gt = free_propagator_momentum(LAT, M2)
+    opts = {"rp_options": {"momenta": [(0,)]}}
+    free = qft_checks(gaussian_field(LAT, Gt, 8000, 1), LAT, **opts)
+    s = free["summary"]
+    assert s.attrs["verdict"] == "consistent", s.verdict.values
+    assert set(free) == {"translation", "hypercubic", "reflection_positivity", "clustering",
+                         "summary"}
+    dip = qft_checks(gaussian_field(LAT, Gt ** 2, 4000, 2), LAT, **opts)["summary"]
+    assert dip.verdict.sel(check="reflection_positivity").item() == "inconsistent"
+    assert dip.verdict.sel(check="translation").item() == "consistent"
+    assert dip.attrs["verdict"] == "inconsistent"
+    cos = qft_checks(cosnet_field(LAT, Gt, 16, 4000, 3), LAT, **opts)["summary"]
+    assert cos.verdict.sel(check="clustering").item() == "inconsistent"
+    assert cos.verdict.sel(check="reflection_positivity").item() != "inconsistent"
