@@ -147,3 +147,23 @@ def test_qft_checks_free_field_dipole_and_finite_width_cosnet():
     cos = qft_checks(cosnet_field(LAT, Gt, 16, 4000, 3), LAT, **opts)["summary"]
     assert cos.verdict.sel(check="clustering").item() == "inconsistent"
     assert cos.verdict.sel(check="reflection_positivity").item() != "inconsistent"
+
+
+def test_dipole_minor_closed_form():
+    """The derivation in the module notes: for Gt^2 the normalised zero-momentum (0, 1) block
+    has eigenvalue ~ -1/(2 c (c + 2)), c = coth E (exact slice correlator, no sampling); the
+    free field's block is positive (companion)."""
+    import math
+
+    Gt = free_propagator_momentum(LAT, M2)
+    E = 2 * math.asinh(math.sqrt(M2) / 2)
+    c = 1 / math.tanh(E)
+    for G, sign in ((Gt ** 2, -1), (Gt, 1)):
+        C = np.fft.ifft(G[:, 0]).real
+        M = np.array([[C[0], C[1]], [C[1], C[2]]])
+        d = np.sqrt(np.diag(M))
+        lam = np.linalg.eigvalsh(M / np.outer(d, d))[0]
+        assert np.sign(lam) == sign
+    C = np.fft.ifft((Gt ** 2)[:, 0]).real
+    r = C[1] / math.sqrt(C[0] * C[2])
+    assert abs((1 - r) / (-1 / (2 * c * (c + 2))) - 1) < 0.1
