@@ -50,6 +50,7 @@ __all__ = [
     "predict_connected",
     "measure_connected",
     "eft_match",
+    "local_tuples",
     "perturbative_check",
 ]
 
@@ -264,7 +265,26 @@ def measure_connected(source, tuples, *, lattice=None, average=True, n_blocks=20
     return np.real(res.value), np.asarray(res.error, dtype=float), np.real(res.replicas)
 
 
-def eft_match(source, ctx, tuples4, tuples6, *, couplings=("lambda", "kappa"), lattice=None,
+def local_tuples(lattice, n):
+    """Default n-point tuples near the origin of a lattice: the origin repeated, then points
+    moved one step along each axis (coincident and neighbouring sites carry the local signal)."""
+    shape = tuple(lattice.shape)
+    steps = [np.ravel_multi_index(tuple(1 if m == mu else 0 for m in range(len(shape))), shape)
+             for mu in range(len(shape)) if shape[mu] > 1]
+    rows = [[0] * n]
+    for s in steps:
+        for j in range(1, n):
+            rows.append([0] * (n - j) + [s] * j)
+    if len(steps) > 1:
+        a, b = steps[0], steps[1]
+        rows.append([0] * (n - 2) + [a, b])
+        if n >= 5:
+            rows.append([0] * (n - 4) + [a, a, b, b])
+    uniq = sorted({tuple(sorted(r)) for r in rows})
+    return np.array(uniq, dtype=np.int64)
+
+
+def eft_match(source, ctx, tuples4=None, tuples6=None, *, couplings=("lambda", "kappa"), lattice=None,
               average=True, n_blocks=20, criterion="aic", order6=2, convention="plain",
               alpha=0.01, model=None):
     """Fit couplings on the connected 4-point function, predict the connected 6-point one.
@@ -272,10 +292,13 @@ def eft_match(source, ctx, tuples4, tuples6, *, couplings=("lambda", "kappa"), l
     Parameters
     ----------
     source : FieldStore or array (n_samples, *shape)
-    ctx : PropagatorContext
+    ctx : PropagatorContext or array
         The free propagator the diagrams use (the GP kernel or the lattice propagator); its
-        points are the store's flat sites.
-    tuples4, tuples6 : int arrays (n_t, 4), (n_t6, 6)
+        points are the store's flat sites. An array (``(V, V)`` matrix, or a displacement
+        function on a periodic lattice such as ``free_propagator``) is wrapped with
+        :meth:`PropagatorContext.lattice` on the store's lattice.
+    tuples4, tuples6 : int arrays (n_t, 4), (n_t6, 6), optional
+        Default :func:`local_tuples` (lattices only).
     couplings : sequence of str
         Candidate couplings; every subset is fitted and ranked.
     criterion : {"aic", "bic"}
@@ -298,14 +321,19 @@ def eft_match(source, ctx, tuples4, tuples6, *, couplings=("lambda", "kappa"), l
     """
     import xarray as xr
 
+    lat = lattice if lattice is not None else getattr(source, "lattice", None)
     if not isinstance(ctx, PropagatorContext):
-        raise ValueError("ctx: expected an nnft.lattice.diagrams.PropagatorContext")
-    t4 = np.asarray(tuples4, dtype=np.int64)
-    t6 = np.asarray(tuples6, dtype=np.int64)
-    g4, e4, r4 = measure_connected(source, t4, lattice=lattice, average=average,
-                                   n_blocks=n_blocks)
-    g6, e6, r6 = measure_connected(source, t6, lattice=lattice, average=average,
-                                   n_blocks=n_blocks)
+        if lat is None or not hasattr(ctx, "shape"):
+            raise ValueError("ctx: expected a PropagatorContext, or a propagator array together "
+                             "with the lattice")
+        ctx = PropagatorContext.lattice(lat, np.asarray(ctx, dtype=float))
+    if tuples4 is None or tuples6 is None:
+        if getattr(lat, "kind", None) != "lattice":
+            raise ValueError("tuples4: default tuples need a Lattice; pass tuples for point sets")
+    t4 = local_tuples(lat, 4) if tuples4 is None else np.asarray(tuples4, dtype=np.int64)
+    t6 = local_tuples(lat, 6) if tuples6 is None else np.asarray(tuples6, dtype=np.int64)
+    g4, e4, r4 = measure_connected(source, t4, lattice=lat, average=average, n_blocks=n_blocks)
+    g6, e6, r6 = measure_connected(source, t6, lattice=lat, average=average, n_blocks=n_blocks)
     temps, _ = coupling_templates(4, couplings, ctx, t4, convention=convention)
     ranking = rank_truncations(g4, temps, replicas=r4, criterion=criterion,
                                include_empty=False)

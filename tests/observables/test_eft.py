@@ -138,6 +138,9 @@ def test_eft_match_on_hmc(hmc_strong):
     assert 0 < ds.attrs["lambda"] < 2.0 / 24  # effective coupling, screened by the loops
     bad = eft_match(hmc_strong, ctx, t4, t6, lattice=LAT, order6=1)
     assert bad.attrs["verdict"] == "inconsistent"
+    # registry form: a propagator array and default local tuples
+    reg = eft_match(hmc_strong, free_propagator(LAT, M2), lattice=LAT)
+    assert reg.attrs["model"] == "lambda" and reg.attrs["verdict"] == "consistent"
 
 
 def test_bad_arguments():
