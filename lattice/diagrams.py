@@ -480,7 +480,7 @@ class PropagatorContext:
 
     def __init__(self, *, ext_node, node_node, node_diag, weights, ext_ext, n_points,
                  mc_batches=None, circulant=None, shape=None, node_of_point=None, kind="matrix",
-                 info=None):
+                 info=None, nodes=None):
         self._ext_node = ext_node        # callable(batch) -> (P, Q)
         self._node_node = node_node      # callable(batch, batch2) -> (Q, Q)
         self._node_diag = node_diag      # callable(batch) -> (Q,)
@@ -493,6 +493,7 @@ class PropagatorContext:
         self.node_of_point = node_of_point  # lattice: the node index of each point (amputation)
         self.kind = kind
         self.info = info or {}
+        self._nodes = nodes              # callable(batch) -> (Q, d) node positions, or None
 
     # -- constructors -----------------------------------------------------------------------
     @classmethod
@@ -526,7 +527,11 @@ class PropagatorContext:
             raise ValueError(f"propagator: expected shape {shape} (displacement function) or "
                              f"({V}, {V}) (matrix), got {G.shape}")
         w = np.ones(V)
-        return cls(ext_node=lambda b=0: M, node_node=lambda b=0, c=0: M,
+        pos = None
+        if hasattr(lattice, "positions"):
+            P = np.asarray(lattice.positions(), dtype=float).reshape(V, -1)
+            pos = lambda b=0: P  # noqa: E731
+        return cls(ext_node=lambda b=0: M, node_node=lambda b=0, c=0: M, nodes=pos,
                    node_diag=lambda b=0: np.diag(M).copy(), weights=lambda b=0: w, ext_ext=M,
                    n_points=V, circulant=circ, shape=shape, node_of_point=np.arange(V),
                    kind="lattice", info={"integration": "lattice sum", "n_nodes": V})
@@ -579,6 +584,7 @@ class PropagatorContext:
                 return np.asarray(kernel(y[:, None, :], y[None, :, :]), dtype=float)
 
             return cls(ext_node=lambda b=0: Kpy, node_node=lambda b=0, b2=0: kyy(),
+                       nodes=lambda b=0: y,
                        node_diag=lambda b=0: kdiag, weights=lambda b=0: w,
                        ext_ext=Kee, n_points=len(P), kind="continuum",
                        info={"integration": "quadrature", "n_nodes": len(w), "domain": domain,
@@ -603,6 +609,7 @@ class PropagatorContext:
                                                       float),
                    node_diag=lambda b: np.asarray(kernel(nodes(b), nodes(b)), float),
                    weights=lambda b: w, ext_ext=Kee, n_points=len(P), mc_batches=int(n_batches),
+                   nodes=nodes,
                    kind="continuum", info={"integration": "montecarlo", "n_nodes": n_mc,
                                            "n_batches": int(n_batches), "domain": domain,
                                            "cutoff": float(cutoff)})
@@ -644,7 +651,7 @@ def _circulant_apply(circ_e, B, shape):
     return out.reshape(nt, -1)
 
 
-def _evaluate_once(diagram, tuples, ctx, amputated, batch):
+def _evaluate_once(diagram, tuples, ctx, amputated, batch, vertex_weight=None):
     n = diagram.n_external
     r = diagram.order
     adj = diagram.adjacency
@@ -663,6 +670,10 @@ def _evaluate_once(diagram, tuples, ctx, amputated, batch):
     for v in range(r):
         node = n + v
         w = ctx._weights(bidx[v])
+        if vertex_weight is not None:
+            if ctx._nodes is None:
+                raise ValueError("vertex_weight: this context has no node positions")
+            w = w * np.asarray(vertex_weight(ctx._nodes(bidx[v])), dtype=float)
         a = np.broadcast_to(w, (nt, w.size)).copy()
         s = adj[node][node]
         if s:
@@ -704,7 +715,7 @@ def _evaluate_once(diagram, tuples, ctx, amputated, batch):
     return val * np.einsum(",".join(subs) + "->t", *ops, optimize=True)
 
 
-def evaluate_diagram(diagram, tuples, ctx, *, amputated=False):
+def evaluate_diagram(diagram, tuples, ctx, *, amputated=False, vertex_weight=None):
     """Value of ``diagram`` at each tuple of external points (without its coefficient).
 
     Parameters
@@ -716,6 +727,10 @@ def evaluate_diagram(diagram, tuples, ctx, *, amputated=False):
     amputated : bool
         Replace each external leg by a delta function (the vertex sits at the external point);
         lattice contexts only; the diagram must be :attr:`Diagram.amputable`.
+    vertex_weight : callable(y (Q, d)) -> (Q,), optional
+        Position-dependent coupling profile multiplying every internal vertex (for
+        x-dependent couplings ``c(y) = c f(y)``); positions are ``lattice.positions()`` on a
+        lattice and the integration nodes in the continuum.
 
     Returns
     -------
@@ -731,20 +746,20 @@ def evaluate_diagram(diagram, tuples, ctx, *, amputated=False):
     if amputated and not diagram.amputable:
         raise ValueError("amputated: the diagram has an external point joined directly to "
                          "another (no amputated value)")
-    vals = _evaluate_batches(diagram, t, ctx, amputated)
+    vals = _evaluate_batches(diagram, t, ctx, amputated, vertex_weight)
     if vals.shape[0] == 1:
         return vals[0], np.zeros(t.shape[0])
     return vals.mean(0), vals.std(0, ddof=1) / math.sqrt(vals.shape[0])
 
 
-def _evaluate_batches(diagram, t, ctx, amputated):
+def _evaluate_batches(diagram, t, ctx, amputated, vertex_weight=None):
     """(n_batches, n_t) values: one row for deterministic contexts."""
     if not ctx.mc_batches:
-        return _evaluate_once(diagram, t, ctx, amputated, 0)[None]
+        return _evaluate_once(diagram, t, ctx, amputated, 0, vertex_weight)[None]
     if diagram.order == 0:
         v = _evaluate_once(diagram, t, ctx, amputated, 0)
         return np.broadcast_to(v, (ctx.mc_batches, v.size))
-    return np.array([_evaluate_once(diagram, t, ctx, amputated, b)
+    return np.array([_evaluate_once(diagram, t, ctx, amputated, b, vertex_weight)
                      for b in range(ctx.mc_batches)])
 
 

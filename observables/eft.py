@@ -71,8 +71,10 @@ def coupling_templates(n, couplings, ctx, tuples, *, convention="plain"):
     ----------
     n : int
         Order of the connected correlator (4 or 6 typically).
-    couplings : sequence of str
-        Names among ``delta, g, lambda, alpha, kappa``.
+    couplings : sequence of str or (name, valence, profile)
+        Names among ``delta, g, lambda, alpha, kappa`` (constant couplings), or x-dependent
+        couplings ``c(y) = c profile(y)`` given as ``(name, valence, profile)`` with
+        ``profile(y (Q, d)) -> (Q,)``, e.g. ``("lambda_r2", 4, lambda y: (y ** 2).sum(-1))``.
     ctx : PropagatorContext
         Free propagator (lattice or continuum with cutoff).
     tuples : int array (n_t, n)
@@ -86,13 +88,21 @@ def coupling_templates(n, couplings, ctx, tuples, *, convention="plain"):
     """
     t = np.asarray(tuples, dtype=np.int64)
     out, err = {}, {}
-    for name in couplings:
-        k = _valence(name)
+    for item in couplings:
+        if isinstance(item, str):
+            name, k, prof = item, _valence(item), None
+        else:
+            try:
+                name, k, prof = item
+            except (TypeError, ValueError):
+                raise ValueError("couplings: each entry is a name or (name, valence, profile)") \
+                    from None
+            k = int(k)
         inter = Interaction({k: 1.0}, convention)
         val = np.zeros(t.shape[0])
         var = np.zeros(t.shape[0])
         for d in diagrams(n, (k,), 1, connected=True, exact_order=True):
-            v, e = evaluate_diagram(d, t, ctx)
+            v, e = evaluate_diagram(d, t, ctx, vertex_weight=prof)
             c = -d.contractions * inter.vertex_factor(k)
             val += c * v
             var += (c * e) ** 2
