@@ -46,6 +46,7 @@ def _public():
 __all__ = [
     "coupling_templates",
     "fit_couplings",
+    "nonlocal_quartic_template",
     "rank_truncations",
     "predict_connected",
     "measure_connected",
@@ -109,6 +110,41 @@ def coupling_templates(n, couplings, ctx, tuples, *, convention="plain"):
         out[name] = val
         err[name] = np.sqrt(var)
     return out, err
+
+
+def nonlocal_quartic_template(ctx, tuples, potential):
+    """First-order G4c template of ``Delta S = (mu/2) sum_{y,z} phi(y)^2 U(y, z) phi(z)^2``.
+
+    ``T_mu = -4 sum_{3 pairings (ab)(cd)} sum_{y,z} K(x_a, y) K(x_b, y) U(y, z) K(x_c, z)
+    K(x_d, z)`` (8 contractions per pairing times mu/2). With ``U(y, z) = delta_{yz}`` (lattice)
+    this is ``-12 V4``: the local ``lambda phi^4`` with ``lambda = mu / 2``.
+
+    Parameters
+    ----------
+    ctx : PropagatorContext (deterministic: lattice or quadrature)
+    tuples : int array (n_t, 4)
+    potential : callable(y (Q, d), z (Q, d)) -> (Q, Q)
+        The non-local kernel U on the integration nodes (positions as in ``vertex_weight``).
+
+    Returns
+    -------
+    array (n_t,)
+    """
+    if ctx.mc_batches or ctx._nodes is None:
+        raise ValueError("ctx: the non-local template needs a lattice or quadrature context")
+    t = np.asarray(tuples, dtype=np.int64)
+    if t.ndim != 2 or t.shape[1] != 4:
+        raise ValueError("tuples: expected an int array (n_tuples, 4)")
+    y = ctx._nodes(0)
+    w = ctx._weights(0)
+    U = np.asarray(potential(y, y), dtype=float)
+    Kpy = ctx._ext_node(0)
+    out = np.zeros(t.shape[0])
+    for (a, b), (c, d) in (((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2))):
+        A = w * Kpy[t[:, a]] * Kpy[t[:, b]]
+        B = w * Kpy[t[:, c]] * Kpy[t[:, d]]
+        out += np.einsum("ty,yz,tz->t", A, U, B)
+    return -4.0 * out
 
 
 def fit_couplings(delta, templates, *, error=None, replicas=None, names=None):
@@ -219,7 +255,7 @@ def rank_truncations(delta, templates, *, error=None, replicas=None, criterion="
     # ties (collinear templates, e.g. lambda and kappa in G4c when K(y, y) is constant) go to
     # fewer couplings, then to lower valences (the more relevant operators)
     rows.sort(key=lambda r: (round(r[1][criterion], 8), len(r[0]),
-                             sum(_valence(n) for n in r[0])))
+                             sum(_VALENCE.get(n, 9) for n in r[0])))
     labels = ["+".join(sub) if sub else "free" for sub, _ in rows]
     val = np.full((len(rows), len(names)), np.nan)
     err = np.full((len(rows), len(names)), np.nan)

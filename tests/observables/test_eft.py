@@ -173,3 +173,26 @@ def test_x_dependent_coupling_template_and_fit():
     f = fit_couplings(yv, T, replicas=reps)
     assert abs(f["couplings"]["lambda_y2"] - 0.05) < 5 * f["errors"]["lambda_y2"]
     assert fit_couplings(yv, T, replicas=reps, names=["lambda"])["p_value"] < 1e-6
+
+
+def test_nonlocal_phi2phi2_template():
+    """U = delta gives the local template with lambda = mu/2; a Gaussian-smeared U is a
+    different template, and data made with it reject the local truncation (companion)."""
+    from nnft.observables.eft import nonlocal_quartic_template
+
+    G = free_propagator(LAT, M2)
+    ctx = PropagatorContext.lattice(LAT, G)
+    t4 = np.random.default_rng(9).integers(0, LAT.volume, (30, 4))
+    T, _ = coupling_templates(4, ["lambda"], ctx, t4)
+    local = nonlocal_quartic_template(ctx, t4, lambda y, z: np.eye(len(y)))
+    np.testing.assert_allclose(local, 0.5 * T["lambda"], rtol=1e-12)
+
+    def smeared(y, z):
+        d = (y[:, None, :] - z[None, :, :] + L / 2) % L - L / 2   # periodic displacement
+        return np.exp(-(d ** 2).sum(-1) / 2.0)
+
+    Tnl = nonlocal_quartic_template(ctx, t4, smeared)
+    yv, reps = _fake_measurement(0.01 * Tnl, 0.003 * np.abs(Tnl) + 1e-9, seed=10)
+    both = {"lambda": T["lambda"], "mu": Tnl}
+    assert rank_truncations(yv, both, replicas=reps).attrs["best"] == "mu"
+    assert fit_couplings(yv, both, replicas=reps, names=["lambda"])["p_value"] < 1e-6
