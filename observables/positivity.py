@@ -473,6 +473,8 @@ def qft_checks(store, lattice=None, *, n_blocks=40, alpha=0.01, rp_options=None,
         Level of each check.
     rp_options : dict, optional
         Extra keyword arguments of :func:`reflection_positivity` (basis, tolerance, ...).
+        Default basis: zero spatial momentum at times (0, 1, 2), the best-resolved block
+        (pass ``{"momenta": None}`` for the unit momenta as well).
     cluster_orders : tuple of int
         Orders of the clustering profiles (2: the connected propagator; 4: two pairs).
     cluster_tolerance : float
@@ -500,7 +502,7 @@ def qft_checks(store, lattice=None, *, n_blocks=40, alpha=0.01, rp_options=None,
         if "p_value" not in ds.attrs and "p_adjusted" in ds:
             ds.attrs["p_value"] = float(np.min(ds["p_adjusted"].values))
         out[name] = ds
-    opts = {"n_blocks": n_blocks, "alpha": alpha}
+    opts = {"n_blocks": n_blocks, "alpha": alpha, "momenta": [(0,) * (lat.dim - 1)]}
     opts.update(rp_options or {})
     rp = reflection_positivity(store, lat, **opts)
     rp.attrs["qft_verdict"] = rp.attrs["verdict"]

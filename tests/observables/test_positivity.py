@@ -134,7 +134,7 @@ def test_qft_checks_free_field_dipole_and_finite_width_cosnet():
     from nnft.observables.positivity import qft_checks
 
     Gt = free_propagator_momentum(LAT, M2)
-    opts = {"rp_options": {"momenta": [(0,)]}}
+    opts = {}
     free = qft_checks(gaussian_field(LAT, Gt, 8000, 1), LAT, **opts)
     s = free["summary"]
     assert s.attrs["verdict"] == "consistent", s.verdict.values
