@@ -566,7 +566,8 @@ class PropagatorContext:
         if domain not in ("ball", "box"):
             raise ValueError(f"domain: must be 'ball' or 'box', got {domain!r}")
         if method not in ("auto", "quadrature", "montecarlo"):
-            raise ValueError(f"method: must be 'auto', 'quadrature' or 'montecarlo', got {method!r}")
+            raise ValueError(f"method: must be 'auto', 'quadrature' or 'montecarlo', "
+                             f"got {method!r}")
         c = np.zeros(d) if center is None else np.asarray(center, dtype=float)
         if method == "auto":
             method = "quadrature" if d <= 3 else "montecarlo"
@@ -687,7 +688,8 @@ def _evaluate_once(diagram, tuples, ctx, amputated, batch, vertex_weight=None):
                 if ctx.node_of_point is None:
                     raise ValueError("amputated: needs a lattice context (externals on nodes)")
                 delta = np.zeros((nt, w.size))
-                delta[np.arange(nt), ctx.node_of_point[t[:, i]]] = 1.0 / w[ctx.node_of_point[t[:, i]]]
+                at = ctx.node_of_point[t[:, i]]
+                delta[np.arange(nt), at] = 1.0 / w[at]
                 a *= delta ** e
             else:
                 if Kpn is None:

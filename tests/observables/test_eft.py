@@ -157,7 +157,8 @@ def test_x_dependent_coupling_template_and_fit():
     vertex integral with y^2 inserted (checked by quadrature against a direct sum), and the fit
     recovers both; a constant-lambda truncation is rejected (companion)."""
     ctx = _erf_ctx()
-    t4 = np.array(sorted({tuple(sorted(r)) for r in np.random.default_rng(7).integers(0, 6, (60, 4))}))
+    rows = np.random.default_rng(7).integers(0, 6, (60, 4))
+    t4 = np.array(sorted({tuple(sorted(r)) for r in rows}))
     prof = ("lambda_y2", 4, lambda y: (y ** 2).sum(-1))
     T, _ = coupling_templates(4, ["lambda", prof], ctx, t4)
     # direct quadrature of -24 int y^2 prod K
