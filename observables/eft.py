@@ -331,8 +331,8 @@ def local_tuples(lattice, n):
 
 
 def eft_match(source, ctx, tuples4=None, tuples6=None, *, couplings=("lambda", "kappa"),
-              lattice=None, average=True, n_blocks=20, criterion="aic", order6=2, convention="plain",
-              alpha=0.01, model=None):
+              lattice=None, average=True, n_blocks=20, criterion="aic", order6=2,
+              convention="plain", alpha=0.01, model=None):
     """Fit couplings on the connected 4-point function, predict the connected 6-point one.
 
     Parameters
