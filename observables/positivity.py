@@ -146,13 +146,15 @@ def _projector(basis, lattice, reflection):
     nsp = len(lattice.shape) - 1
     T = lattice.shape[0]
 
-    def fn(phi, xp):
-        Wx = xp.asarray(W.reshape(W.shape[0], -1))
+    W_lin = W.reshape(W.shape[0], -1)[~sq]
+    W_sq = W.reshape(W.shape[0], -1)[sq]
+
+    def fn(phi, xp):  # phi on any array module (NumPy or CuPy)
         n = phi.shape[0]
         f = phi.reshape(n, T, -1)
-        P = xp.einsum("ntx,bx->ntb", f, Wx[~sq]) if (~sq).any() else xp.zeros((n, T, 0))
-        if sq.any():
-            P2 = xp.einsum("ntx,bx->ntb", f * f, Wx[sq])
+        P = xp.einsum("ntx,bx->ntb", f, xp.asarray(W_lin))
+        if W_sq.shape[0]:
+            P2 = xp.einsum("ntx,bx->ntb", f * f, xp.asarray(W_sq))
             P = xp.concatenate([P, P2], axis=2)
         out = []
         for tau in lags:
