@@ -15,6 +15,8 @@ from .sampling import chunk_bounds, fill_store, progress_bar, run_chunks, stream
 from .free_field import (effective_mass_exact, free_field_chunk, free_field_exact,
                          free_propagator, free_propagator_momentum, sample_free_field)
 from .actions import CONVENTIONS, Phi4Action, convert_couplings, field_scale, free_action
+from .diagrams import (Interaction, PropagatorContext, diagrams, evaluate_diagram,
+                       perturbative_correlator, topologies)
 from .mcmc import (HMC, ChainResult, Metropolis, load_chain_diagnostics, run_chain,
                    tune_step_size)
 
@@ -29,5 +31,7 @@ __all__ = [
     "effective_mass_exact", "free_field_chunk", "free_field_exact", "free_propagator",
     "free_propagator_momentum", "sample_free_field",
     "CONVENTIONS", "Phi4Action", "convert_couplings", "field_scale", "free_action",
+    "Interaction", "PropagatorContext", "diagrams", "evaluate_diagram",
+    "perturbative_correlator", "topologies",
     "HMC", "ChainResult", "Metropolis", "load_chain_diagnostics", "run_chain", "tune_step_size",
 ]

@@ -25,6 +25,12 @@ from .couplings import (amputated_vertex, quartic_coupling, running_quartic, six
                         vertex_integral, vertex_models, vertex_sum)
 from .generating import gaussian_W, generating_functional
 from .rg import CoarseGrainedSource, rg_flow, shell_propagator
+from . import eft, positivity
+from .eft import (coupling_templates, eft_match, fit_couplings, nonlocal_quartic_template,
+                  perturbative_check, predict_connected, rank_truncations)
+from .eft import local_tuples as eft_tuples
+from .positivity import (qft_checks, reflection_basis, reflection_positivity,
+                         rp_matrix_from_fields)
 from .reweighting import (ReweightingWarning, base_mass, hartree_mass, kish_ess, reweight,
                           reweighted_mean, reweighted_observables)
 
@@ -50,4 +56,7 @@ __all__ = [
     "amputated_vertex", "quartic_coupling", "running_quartic", "six_point_check",
     "vertex_integral", "vertex_models", "vertex_sum", "gaussian_W", "generating_functional",
     "CoarseGrainedSource", "rg_flow", "shell_propagator",
+    "eft", "coupling_templates", "eft_match", "eft_tuples", "nonlocal_quartic_template", "fit_couplings", "perturbative_check",
+    "predict_connected", "rank_truncations",
+    "positivity", "qft_checks", "reflection_basis", "reflection_positivity", "rp_matrix_from_fields",
 ]
