@@ -413,8 +413,10 @@ def _clustering(source, lat, *, orders, n_blocks, tolerance, axis=0):
     Verdict per order: "consistent" when the profile is resolved at R = 0 and its value at the
     largest separations (plateau fit of the last third) is compatible with zero or below
     ``tolerance`` x |value(R = 0)| (two standard errors); "inconsistent" when the plateau is
-    significantly non-zero and above that fraction; "inconclusive" otherwise (no signal at
-    R = 0, or undecided). On a finite torus a massive correlator stops at ~exp(-m L/2), hence the
+    significantly non-zero, above that fraction and flat (the profile no longer falls over the
+    last third of the separations); "inconclusive" otherwise (no signal at R = 0, a profile
+    still falling at R = L/2 because the torus is small against the correlation length, or
+    undecided). On a finite torus a massive correlator stops at ~exp(-m L/2), hence the
     tolerance rather than an exact-zero test.
     """
     import xarray as xr
@@ -430,11 +432,17 @@ def _clustering(source, lat, *, orders, n_blocks, tolerance, axis=0):
         c, dc = float(prof.attrs["plateau"]), float(prof.attrs["plateau_error"])
         ratio = abs(c) / abs(v0) if v0 != 0 else np.inf
         ratio_err = dc / abs(v0) if v0 != 0 else np.inf
+        # still falling over the last third (a massive correlator on a torus too small for
+        # it): the lattice cannot decide, whatever the size of the tail
+        vals, errs = prof.value.values * np.sign(v0), prof.error.values
+        i1 = (2 * (len(seps) - 1)) // 3
+        falling = vals[i1] - vals[-1] > 2 * float(np.hypot(errs[i1], errs[-1]))
         if abs(v0) <= 3 * e0:
             verdict = "inconclusive"
         elif prof.attrs["verdict"] == "clusters" or ratio + 2 * ratio_err < tolerance:
             verdict = "consistent"
-        elif ratio - 2 * ratio_err > tolerance and prof.attrs["verdict"] == "does not cluster":
+        elif (ratio - 2 * ratio_err > tolerance and prof.attrs["verdict"] == "does not cluster"
+              and not falling):
             verdict = "inconsistent"
         else:
             verdict = "inconclusive"

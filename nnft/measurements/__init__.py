@@ -16,7 +16,7 @@ from .base import (REGISTRY, Context, Measurement, Option, OptionError, check_op
                    run_one, shared_pass, streamable)
 
 _MODULES = ("two_point", "npoint", "cluster", "symmetry", "couplings", "rg", "reweight",
-            "generating")
+            "generating", "qft")
 for _m in _MODULES:
     importlib.import_module(f"{__name__}.{_m}")
 
