@@ -17,12 +17,14 @@ from .propagator import (correlation_length, effective_mass, momentum_propagator
                          two_point_matrix)
 from .gamma import (GammaResult, chain_observables, gamma_effective_mass, gamma_error, make_obs,
                     n_eff, tau_int)
-from . import cluster, couplings, generating, rg, stats, symmetry
+from . import cluster, couplings, generating, rg, stats, symmetry, thermalization
 from .stats import (OUTCOMES, FourierModeMoments, HeavyTailWarning, SeparationCovariance,
                     TailSample, Verdict, attach_verdict, combine_verdicts,
-                    compare_error_estimates, heavy_tail_check, hill_tail_index,
+                    compare_error_estimates, gpd_tail_shape, heavy_tail_check, hill_tail_index,
                     momentum_space_test, oas_shrinkage, position_space_test,
                     relative_or_absolute, verdict_from_chi2, verdict_from_z)
+from .thermalization import (geweke_z, mser_cut, split_half_consistency, split_rhat,
+                             thermalization_check)
 from .symmetry import (assess_deviations, check_hypercubic, check_internal_rotation,
                        check_translation, correlator_replicas)
 from .cluster import cluster_profile, cosnet_g6c, fit_decay
@@ -58,5 +60,7 @@ __all__ = [
     "stats", "OUTCOMES", "Verdict", "verdict_from_chi2", "verdict_from_z", "combine_verdicts",
     "attach_verdict", "FourierModeMoments", "SeparationCovariance", "TailSample",
     "momentum_space_test", "position_space_test", "oas_shrinkage", "compare_error_estimates",
-    "HeavyTailWarning", "hill_tail_index", "heavy_tail_check", "relative_or_absolute",
+    "HeavyTailWarning", "hill_tail_index", "gpd_tail_shape", "heavy_tail_check",
+    "relative_or_absolute", "thermalization", "geweke_z", "mser_cut", "split_half_consistency",
+    "split_rhat", "thermalization_check",
 ]
