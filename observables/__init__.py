@@ -19,7 +19,7 @@ from .gamma import (GammaResult, chain_observables, gamma_effective_mass, gamma_
                     n_eff, tau_int)
 from . import cluster, couplings, generating, rg, stats, symmetry, thermalization
 from .stats import (OUTCOMES, FourierModeMoments, HeavyTailWarning, SeparationCovariance,
-                    TailSample, Verdict, attach_verdict, combine_verdicts,
+                    TailSample, Verdict, attach_verdict, combine_verdicts, correlator_test,
                     compare_error_estimates, gpd_tail_shape, heavy_tail_check, hill_tail_index,
                     momentum_space_test, oas_shrinkage, position_space_test,
                     relative_or_absolute, verdict_from_chi2, verdict_from_z)
@@ -61,6 +61,6 @@ __all__ = [
     "attach_verdict", "FourierModeMoments", "SeparationCovariance", "TailSample",
     "momentum_space_test", "position_space_test", "oas_shrinkage", "compare_error_estimates",
     "HeavyTailWarning", "hill_tail_index", "gpd_tail_shape", "heavy_tail_check",
-    "relative_or_absolute", "thermalization", "geweke_z", "mser_cut", "split_half_consistency",
+    "relative_or_absolute", "correlator_test", "thermalization", "geweke_z", "mser_cut", "split_half_consistency",
     "split_rhat", "thermalization_check",
 ]
