@@ -707,9 +707,11 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
                           effect_scale=scale, tolerance=tolerance, observed_effect=observed,
                           warnings_=ws, what="two-point function, momentum space (all modes)")
     parts = {"omnibus": v}
+    signed = {}
     if directions:
         for dname, (u, unit) in _directions(ex).items():
             zd, sd = directional_z(val - ex, err, u)
+            signed[dname] = zd
             parts[dname] = verdict_from_z(zd, acc.n_samples, error=sd, alpha=alpha, power=power,
                                           warnings_=ws, what=f"{dname} direction",
                                           effect_unit=unit)
@@ -740,6 +742,8 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
                      "pull": ("mode", pull)}, coords=coords)
     ds.attrs.update(meas.attrs())
     attach_verdict(ds, v)
+    for k, z in signed.items():
+        ds.attrs[f"{k}_z"] = z
     for k, p in parts.items():
         ds.attrs[f"{k}_p_value"] = p.p_value
         ds.attrs[f"{k}_statistic"] = p.statistic
@@ -1065,9 +1069,9 @@ def heavy_tail_check(tail, blocks=None, *, xi_threshold: float = 0.5,
         The per-block accumulators (taken from the Measurement when given one).
     xi_threshold, share_threshold : float
         The error bar is declared untrustworthy (``heavy_tail = 1``, :class:`HeavyTailWarning`)
-        when the generalized-Pareto tail shape of ``|contribution - mean|`` is
-        ``xi >= xi_threshold`` (default 1/2: tail index ``1/xi <= 2``, infinite variance, no
-        Gaussian limit of the mean) or when the single largest contribution carries at least
+        when the generalized-Pareto tail shape of ``|contribution - mean|`` is above
+        ``xi_threshold`` by more than its standard error ``(1 + xi)/sqrt(k)`` (default 1/2:
+        tail index ``1/xi <= 2``, infinite variance, no Gaussian limit of the mean) or when the single largest contribution carries at least
         ``share_threshold`` of the sum of squared deviations (default 0.3: removing that one
         sample moves the error bar by more than 16 %, the sampling uncertainty
         ``1/sqrt(2 (B - 1))`` of a 20-block jackknife error that the rest of the analysis
@@ -1082,7 +1086,8 @@ def heavy_tail_check(tail, blocks=None, *, xi_threshold: float = 0.5,
 
     Returns
     -------
-    Dataset over ``quantity`` with ``tail_shape`` (GPD xi), ``n_reliable`` (samples after which
+    Dataset over ``quantity`` with ``tail_shape`` (GPD xi) and ``tail_shape_error``,
+    ``n_reliable`` (samples after which
     a mean of the squares is reliable by the PSIS rule ``10^(1/(1 - 2 xi))``),
     ``fourth_moment_finite``, ``tail_index`` (Hill, for reference), ``tail_index_error``,
     ``max_share`` (largest squared deviation over the sum of squared deviations), ``top_share``
@@ -1115,7 +1120,9 @@ def heavy_tail_check(tail, blocks=None, *, xi_threshold: float = 0.5,
     with np.errstate(over="ignore", divide="ignore"):
         n_reliable = np.where(2 * xi < 1, 10.0 ** (1.0 / (1.0 - 2 * np.minimum(xi, 0.49999))),
                               np.inf)
-    data = {"tail_shape": ("quantity", xi), "n_reliable": ("quantity", n_reliable),
+    data = {"tail_shape": ("quantity", xi),
+            "tail_shape_error": ("quantity", (1.0 + np.abs(xi)) / math.sqrt(max(k, 1))),
+            "n_reliable": ("quantity", n_reliable),
             "fourth_moment_finite": ("quantity", xi < 0.25),
             "tail_index": ("quantity", alpha), "tail_index_error": ("quantity", aerr),
             "max_share": ("quantity", max_share), "top_share": ("quantity", top_share),
@@ -1137,7 +1144,8 @@ def heavy_tail_check(tail, blocks=None, *, xi_threshold: float = 0.5,
                 bchi = np.sum(bn[:, None] * (bm - mean) ** 2, axis=0) / var / (len(bres) - 1)
             data["half_split_z"] = ("quantity", hz)
             data["block_chi2_dof"] = ("quantity", bchi)
-    heavy = (np.isfinite(xi) & (xi >= xi_threshold)) | (max_share >= share_threshold)
+    xi_err = (1.0 + np.abs(xi)) / math.sqrt(max(k, 1))
+    heavy = (np.isfinite(xi) & (xi - xi_err >= xi_threshold)) | (max_share >= share_threshold)
     for j in np.flatnonzero(heavy):
         ti = 1.0 / xi[j] if xi[j] > 0 else np.inf
         msgs.append(f"{names[j]}: tail shape xi = {xi[j]:.2f} (tail index {ti:.2f}; largest "
@@ -1153,7 +1161,8 @@ def heavy_tail_check(tail, blocks=None, *, xi_threshold: float = 0.5,
         msg = f"{what}: {msg}"
     ds.attrs = {"heavy_tail": int(heavy.any()), "message": msg, "hill_k": k, "n_samples": n,
                 "criterion": f"generalized-Pareto tail shape xi of |contribution - mean| >= "
-                             f"{xi_threshold:g} (tail index <= {1 / xi_threshold:g}), or the "
+                             f"{xi_threshold:g} by more than its standard error (tail index <= "
+                             f"{1 / xi_threshold:g}), or the "
                              f"largest contribution >= {share_threshold:g} of the sum of squared "
                              "deviations"}
     if warn and heavy.any():
