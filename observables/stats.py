@@ -611,7 +611,8 @@ def _shape_of(meas, name, ndim):
 def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = False,
                         alpha: float = 0.05, power: float = 0.8, tolerance=None,
                         blocks=20, executor: str = "serial", error_check: bool = True,
-                        directions: bool = True, **measure_kw) -> xr.Dataset:
+                        directions: bool = True, min_hits: float = 1000.0,
+                        **measure_kw) -> xr.Dataset:
     """Chi-square test of the connected momentum-space propagator on independent modes.
 
     One entry per class ``{p, -p}`` (:func:`unique_half_modes`), per component. For each,
@@ -637,6 +638,13 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
     alpha, power, tolerance :
         Significance level, power of the detectable-effect statement, and the relative deviation
         (uniform over all modes) that must be detectable for a "consistent" verdict (None: none).
+    min_hits : float
+        The normal approximation of a mode's mean needs many contributing samples: a mode whose
+        effective count ``n_eff <P>^2 / <P^2>`` is below ``min_hits`` (sparse modes of a narrow
+        cos-net: each network fills only N momenta) is summed with other such modes (in order of
+        decreasing expected value) into groups reaching ``min_hits``; a group's variance is the
+        sum of its modes' (conservative: the multinomial anti-correlation of a fixed number of
+        neurons is neglected). Such entries are marked by the ``pooled`` variable.
     directions : bool
         Besides the omnibus chi^2 over all modes (which spreads its power over every possible
         deviation), test the two smooth alternatives a propagator ``Z/(phat^2 + m^2)`` can
@@ -649,9 +657,12 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
 
     Returns
     -------
-    Dataset over ``mode`` with ``value``, ``error``, ``expected``, ``pull`` and coordinates
-    ``k0..k{d-1}`` (momentum indices), ``phat2``, ``component``; attrs: the :class:`Verdict`
-    fields plus ``chi2_dof``, ``error_check_*``.
+    Dataset over ``mode`` with ``value``, ``error``, ``expected``, ``pull``,
+    ``effective_hits``, ``entry_of_mode`` and coordinates ``k0..k{d-1}`` (momentum indices),
+    ``phat2``, ``component``; over ``entry`` (what the chi^2 sums: single modes and pooled
+    groups) ``entry_value``, ``entry_error``, ``entry_expected``, ``entry_pull``, ``pooled``;
+    attrs: the :class:`Verdict` fields plus ``chi2_dof``, ``n_pooled_modes``,
+    ``<omnibus|normalisation|mass>_{p_value,statistic,z,...}``, ``error_check_*``.
     """
     from nnft.lattice import Lattice, free_propagator_momentum  # noqa: PLC0415
 
@@ -680,10 +691,15 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
     if exclude_zero:
         mask[(Ellipsis,) + (0,) * ndim] = False
     mask &= se > 0
-    val, err, ex = r["Gt"][mask], se[mask], half_exp[mask]
+    val_m, err_m, ex_m = r["Gt"][mask], se[mask], half_exp[mask]
+    var_m = r["var"][mask]
+    A, hits = _pool_sparse_modes(ex_m, var_m, acc.ess, min_hits)
+    val, ex = A @ val_m, A @ ex_m
+    err = np.sqrt(A @ err_m ** 2)
+    pooled = A.sum(axis=1) > 1
     pull = (val - ex) / err
     chi2 = float(np.sum(pull ** 2))
-    dof = int(mask.sum())
+    dof = int(val.size)
     scale = float(np.sqrt(np.sum((ex / err) ** 2)))
     observed = float(np.sum((val - ex) * ex / err ** 2) / np.sum(ex ** 2 / err ** 2))
     ws = []
@@ -693,13 +709,15 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
         for b in meas.blocks:
             bb = b[name]
             if bb.n_samples > 1:
-                bvals.append(bb.result()["Gt"][mask])
+                bvals.append(A @ bb.result()["Gt"][mask])
         B = len(bvals)
         if B >= 3:
             bse = np.std(np.stack(bvals), axis=0, ddof=1) / math.sqrt(B)
+            rv = (A @ var_m) / np.maximum(ex, 1e-300) ** 2
+            kurt = 3.0 * (1.0 + rv) + 3.0
             check = compare_error_estimates(
                 {"per-sample": err, "block means": bse},
-                {"per-sample": math.sqrt(2.0 / acc.n_samples),
+                {"per-sample": np.sqrt((kurt - 1.0) / (4.0 * acc.ess)),
                  "block means": 1.0 / math.sqrt(2.0 * (B - 1))})
             if check.attrs["flag"]:
                 ws.append(check.attrs["message"])
@@ -709,8 +727,8 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
     parts = {"omnibus": v}
     signed = {}
     if directions:
-        for dname, (u, unit) in _directions(ex).items():
-            zd, sd = directional_z(val - ex, err, u)
+        for dname, (u, unit) in _directions(ex_m).items():
+            zd, sd = directional_z(val_m - ex_m, err_m, u, weights=u / ex_m ** 2)
             signed[dname] = zd
             parts[dname] = verdict_from_z(zd, acc.n_samples, error=sd, alpha=alpha, power=power,
                                           warnings_=ws, what=f"{dname} direction",
@@ -738,10 +756,16 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
         r["Gt"].shape[:-ndim] + (1,) * ndim), r["Gt"].shape)[mask]
     coords = {f"k{i}": ("mode", kk[i]) for i in range(ndim)}
     coords.update(phat2=("mode", ph2), component=("mode", comp))
-    ds = xr.Dataset({"value": ("mode", val), "error": ("mode", err), "expected": ("mode", ex),
-                     "pull": ("mode", pull)}, coords=coords)
+    ds = xr.Dataset({"value": ("mode", val_m), "error": ("mode", err_m),
+                     "expected": ("mode", ex_m), "pull": ("mode", (val_m - ex_m) / err_m),
+                     "effective_hits": ("mode", hits),
+                     "entry_of_mode": ("mode", np.argmax(A, axis=0)),
+                     "entry_value": ("entry", val), "entry_error": ("entry", err),
+                     "entry_expected": ("entry", ex), "entry_pull": ("entry", pull),
+                     "pooled": ("entry", pooled)}, coords=coords)
     ds.attrs.update(meas.attrs())
     attach_verdict(ds, v)
+    ds.attrs["n_pooled_modes"] = int(A[pooled].sum())
     for k, z in signed.items():
         ds.attrs[f"{k}_z"] = z
     for k, p in parts.items():
@@ -758,17 +782,52 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
     return ds
 
 
-def directional_z(dev, err, u) -> tuple[float, float]:
-    """Weighted projection of independent deviations on a direction ``u``.
+def directional_z(dev, err, u, weights=None) -> tuple[float, float]:
+    """Projection of independent deviations ``d`` (standard errors ``s``) on a direction ``u``.
 
-    Least-squares amplitude ``c = sum(u d/s^2) / sum(u^2/s^2)`` of ``d ~ c u``, with standard
-    error ``1/sqrt(sum(u^2/s^2))``; returns ``(z = c/se, se)``. Under the null z ~ N(0, 1).
+    Amplitude ``c = sum(w d) / sum(w u)`` of ``d ~ c u`` with standard error
+    ``sqrt(sum(w^2 s^2)) / sum(w u)``; returns ``(z = c/se, se)``, z ~ N(0, 1) under the null.
+    ``weights=None``: least squares ``w = u/s^2``. Pass weights fixed by the model (the
+    momentum-space test uses ``u/expected^2``, the Gaussian-field inverse variances): weights
+    built from estimated variances correlate with the deviations when the per-mode
+    distribution is skewed (sparse cos-net modes) and bias z.
     """
-    w = np.asarray(u, dtype=float) / np.asarray(err, dtype=float) ** 2
+    u = np.asarray(u, dtype=float)
+    s = np.asarray(err, dtype=float)
+    w = u / s ** 2 if weights is None else np.asarray(weights, dtype=float)
     den = float(np.sum(w * u))
     c = float(np.sum(w * dev)) / den
-    se = 1.0 / math.sqrt(den)
+    se = math.sqrt(float(np.sum(w * w * s * s))) / abs(den)
     return c / se, se
+
+
+def _pool_sparse_modes(ex, var, ess, min_hits):
+    """Aggregation matrix (entries x modes): modes whose effective number of contributing
+    samples ``ess ex^2/(var + ex^2)`` is below ``min_hits`` are summed in groups (in order of
+    decreasing expected value) until each group reaches it; the others stay single."""
+    ex = np.asarray(ex, dtype=float)
+    var = np.asarray(var, dtype=float)
+    hits = ess * ex ** 2 / (var + ex ** 2)
+    single = np.flatnonzero(hits >= min_hits)
+    sparse = [i for i in np.argsort(-ex) if hits[i] < min_hits]
+    groups, cur, sm, sv = [], [], 0.0, 0.0
+    for i in sparse:
+        cur.append(i)
+        sm += ex[i]
+        sv += var[i]
+        if ess * sm * sm / (sv + sm * sm) >= min_hits:
+            groups.append(cur)
+            cur, sm, sv = [], 0.0, 0.0
+    if cur:
+        if groups:
+            groups[-1].extend(cur)
+        else:
+            groups.append(cur)
+    A = np.zeros((single.size + len(groups), ex.size))
+    A[np.arange(single.size), single] = 1.0
+    for g, idx in enumerate(groups):
+        A[single.size + g, idx] = 1.0
+    return A, hits
 
 
 def _directions(ex):
