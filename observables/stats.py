@@ -154,8 +154,8 @@ def detectable_noncentrality(dof: int, alpha: float = 0.05, power: float = 0.8) 
     return float(optimize.brentq(f, 1e-9, hi, xtol=1e-8))
 
 
-def _outcome(p, alpha_eff, detectable, tolerance, untrusted, dof):
-    if not np.isfinite(p) or dof < 1:
+def _outcome(p, alpha_eff, detectable, tolerance, untrusted, dof, errors_untrusted=False):
+    if not np.isfinite(p) or dof < 1 or errors_untrusted:
         return "inconclusive"
     if p < alpha_eff:
         return "inconsistent"
@@ -171,7 +171,7 @@ def verdict_from_chi2(chi2: float, dof: int, n_samples: int, *, alpha: float = 0
                       p_value: float | None = None, effect_scale: float | None = None,
                       effect_unit: str | None = None, tolerance: float | None = None,
                       observed_effect: float = float("nan"), warnings_: Sequence[str] = (),
-                      what: str = "") -> Verdict:
+                      what: str = "", errors_untrusted: bool = False) -> Verdict:
     """Verdict of a chi^2 test (chi^2 null with ``dof`` degrees of freedom unless ``p_value``).
 
     Power statement: the detectable non-centrality ``lambda*`` (:func:`detectable_noncentrality`
@@ -181,6 +181,12 @@ def verdict_from_chi2(chi2: float, dof: int, n_samples: int, *, alpha: float = 0
     relative deviation. Without it the detectable effect is ``sqrt(lambda*/dof)``: the rms shift
     per entry in standard errors. Errors scale as 1/sqrt(n), so the samples needed to detect
     ``tolerance`` are ``n (detectable_effect/tolerance)^2``.
+
+    Outcome: "inconclusive" if ``errors_untrusted`` (heavy tails, error estimates that disagree:
+    then even a small p-value is not evidence), if ``dof < 1``, or if not rejected while
+    ``warnings_`` is non-empty or ``tolerance < detectable_effect``; else "inconsistent" when
+    ``p_value < alpha / n_tests`` (Bonferroni; ``correction="none"``: alpha) and "consistent"
+    otherwise.
     """
     from scipy import stats  # noqa: PLC0415
 
@@ -208,7 +214,8 @@ def verdict_from_chi2(chi2: float, dof: int, n_samples: int, *, alpha: float = 0
             raise ValueError(f"tolerance must be > 0, got {tolerance!r}")
         needed = float(math.ceil(n_samples * (detectable / tolerance) ** 2))
     ws = list(warnings_)
-    outcome = _outcome(p_value, alpha_eff, detectable, tolerance, bool(ws), dof)
+    outcome = _outcome(p_value, alpha_eff, detectable, tolerance, bool(ws), dof,
+                       errors_untrusted)
     corr = "none" if correction == "none" or n_tests == 1 else f"{correction} ({n_tests} tests)"
     msg = _message(what, outcome, chi2, dof, p_value, detectable, unit, tolerance, needed,
                    n_samples, ws)
@@ -220,10 +227,11 @@ def verdict_from_chi2(chi2: float, dof: int, n_samples: int, *, alpha: float = 0
 def verdict_from_z(z: float, n_samples: int, *, error: float | None = None, alpha: float = 0.05,
                    power: float = 0.8, n_tests: int = 1, correction: str = "bonferroni",
                    tolerance: float | None = None, warnings_: Sequence[str] = (),
-                   what: str = "", effect_unit: str | None = None) -> Verdict:
+                   what: str = "", effect_unit: str | None = None,
+                   errors_untrusted: bool = False) -> Verdict:
     """Two-sided test of one Gaussian pull ``z = (measured - expected)/error``.
 
-    ``statistic = |z|``, ``dof = 1``. With ``error`` the detectable effect is an absolute
+    ``statistic = |z|``, ``dof = 1``. ``errors_untrusted`` as in :func:`verdict_from_chi2`. With ``error`` the detectable effect is an absolute
     deviation ``(z_{1-alpha/2} + z_power) * error`` (in the unit of the measured value; the
     other tail is neglected), and ``tolerance`` is absolute too; without it the unit is
     standard errors.
@@ -245,7 +253,7 @@ def verdict_from_z(z: float, n_samples: int, *, error: float | None = None, alph
             raise ValueError(f"tolerance must be > 0, got {tolerance!r}")
         needed = float(math.ceil(n_samples * (detectable / float(tolerance)) ** 2))
     ws = list(warnings_)
-    outcome = _outcome(p, alpha_eff, detectable, tolerance, bool(ws), 1)
+    outcome = _outcome(p, alpha_eff, detectable, tolerance, bool(ws), 1, errors_untrusted)
     corr = "none" if correction == "none" or n_tests == 1 else f"{correction} ({n_tests} tests)"
     msg = _message(what, outcome, abs(float(z)), 1, p, detectable, unit, tolerance, needed,
                    n_samples, ws, stat_name="|z|")
@@ -641,7 +649,8 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
     min_hits : float
         The normal approximation of a mode's mean needs many contributing samples: a mode whose
         effective count ``n_eff <P>^2 / <P^2>`` is below ``min_hits`` (sparse modes of a narrow
-        cos-net: each network fills only N momenta) is summed with other such modes (in order of
+        cos-net: each network fills only N momenta; recognised by a per-sample variance above
+        5 expected^2, far from the Gaussian 1-2) is summed with other such modes (in order of
         decreasing expected value) into groups reaching ``min_hits``; a group's variance is the
         sum of its modes' (conservative: the multinomial anti-correlation of a fixed number of
         neurons is neglected). Such entries are marked by the ``pooled`` variable.
@@ -723,7 +732,8 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
                 ws.append(check.attrs["message"])
     v = verdict_from_chi2(chi2, dof, acc.n_samples, alpha=alpha, power=power,
                           effect_scale=scale, tolerance=tolerance, observed_effect=observed,
-                          warnings_=ws, what="two-point function, momentum space (all modes)")
+                          warnings_=ws, errors_untrusted=bool(ws),
+                          what="two-point function, momentum space (all modes)")
     parts = {"omnibus": v}
     signed = {}
     if directions:
@@ -731,7 +741,8 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
             zd, sd = directional_z(val_m - ex_m, err_m, u, weights=u / ex_m ** 2)
             signed[dname] = zd
             parts[dname] = verdict_from_z(zd, acc.n_samples, error=sd, alpha=alpha, power=power,
-                                          warnings_=ws, what=f"{dname} direction",
+                                          warnings_=ws, errors_untrusted=bool(ws),
+                                          what=f"{dname} direction",
                                           effect_unit=unit)
         v = combine_verdicts(list(parts.values()), alpha=alpha, correction="holm",
                              what="two-point function, momentum space")
@@ -741,7 +752,7 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
             parts["omnibus"].effect_unit
         v.observed_effect = observed
         v.tolerance, v.samples_needed = tolerance, parts["omnibus"].samples_needed
-        if v.outcome == "consistent" and parts["omnibus"].outcome == "inconclusive":
+        if ws or (v.outcome == "consistent" and parts["omnibus"].outcome == "inconclusive"):
             v.outcome = "inconclusive"
         v.message = _message("two-point function, momentum space", v.outcome, chi2, dof,
                              v.p_value, v.detectable_effect, v.effect_unit, tolerance,
@@ -803,13 +814,17 @@ def directional_z(dev, err, u, weights=None) -> tuple[float, float]:
 
 def _pool_sparse_modes(ex, var, ess, min_hits):
     """Aggregation matrix (entries x modes): modes whose effective number of contributing
-    samples ``ess ex^2/(var + ex^2)`` is below ``min_hits`` are summed in groups (in order of
-    decreasing expected value) until each group reaches it; the others stay single."""
+    samples ``ess ex^2/(var + ex^2)`` is below ``min_hits`` and whose variance exceeds 5 ex^2
+    (a Gaussian mode has 1 or 2) are summed in groups (in order of decreasing expected value)
+    until each group reaches it; the others stay single."""
     ex = np.asarray(ex, dtype=float)
     var = np.asarray(var, dtype=float)
     hits = ess * ex ** 2 / (var + ex ** 2)
-    single = np.flatnonzero(hits >= min_hits)
-    sparse = [i for i in np.argsort(-ex) if hits[i] < min_hits]
+    # a Gaussian field has var/ex^2 = 1 (complex modes) or 2 (real ones): pool only modes far
+    # from that (sparse modes), so sampling noise in var never decides the pooling
+    sparse_mask = (hits < min_hits) & (var > 5.0 * ex ** 2)
+    single = np.flatnonzero(~sparse_mask)
+    sparse = [i for i in np.argsort(-ex) if sparse_mask[i]]
     groups, cur, sm, sv = [], [], 0.0, 0.0
     for i in sparse:
         cur.append(i)
@@ -887,7 +902,7 @@ def _unique_full(shape):
 
 
 def position_space_test(source, expected=None, *, m2=None, separations=None,
-                        covariance: str = "samples", shrinkage: str = "oas",
+                        covariance: str = "samples", shrinkage: str = "auto",
                         alpha: float = 0.05, power: float = 0.8, tolerance=None, blocks=20,
                         executor: str = "serial", **measure_kw) -> xr.Dataset:
     """Correlated chi-square test of the connected G(r) at chosen separations.
@@ -896,7 +911,9 @@ def position_space_test(source, expected=None, *, m2=None, separations=None,
     estimated means: ``covariance="samples"`` -- per-sample covariance of the translation-averaged
     ``g_s(r)`` over ``n_eff`` (independent samples); ``"blocks"`` -- covariance of the block means
     over the number of blocks (Markov chains: blocks much longer than tau_int). ``shrinkage``:
-    "oas" (:func:`oas_shrinkage`, toward the diagonal) or "none". Null distribution: with no
+    "oas" (:func:`oas_shrinkage`, toward the diagonal), "none", or "auto" (default: "none" when
+    the samples/blocks exceed the separations by ``max(10, K)``, else "oas"; shrinking strongly
+    correlated separations makes the chi^2 conservative, so it is used only where needed). Null distribution: with no
     shrinkage Hotelling's ``T^2`` (``F(K, n - K)`` after scaling; needs n > K), with shrinkage
     chi^2_K (checked by the calibration benchmark).
 
@@ -914,8 +931,8 @@ def position_space_test(source, expected=None, *, m2=None, separations=None,
 
     if covariance not in ("samples", "blocks"):
         raise ValueError(f"covariance must be 'samples' or 'blocks', got {covariance!r}")
-    if shrinkage not in ("oas", "none"):
-        raise ValueError(f"shrinkage must be 'oas' or 'none', got {shrinkage!r}")
+    if shrinkage not in ("auto", "oas", "none"):
+        raise ValueError(f"shrinkage must be 'auto', 'oas' or 'none', got {shrinkage!r}")
     kw = dict(measure_kw)
 
     def make(lat):
@@ -948,6 +965,8 @@ def position_space_test(source, expected=None, *, m2=None, separations=None,
         n = bm.shape[0]
         C = np.cov(bm, rowvar=False, ddof=1).reshape(K, K) / n
     rho = 0.0
+    if shrinkage == "auto":
+        shrinkage = "none" if n - K >= max(10, K) else "oas"
     if shrinkage == "oas":
         C, rho = oas_shrinkage(C, n)
     d = val - ex
@@ -1268,14 +1287,15 @@ def correlator_test(source, tuples, expected, *, blocks=20, alpha: float = 0.05,
     """Correlated chi-square test of connected n-point functions at point tuples.
 
     ``value`` = joint cumulants (set-partition formula on plug-in central moments, as
-    :func:`~.cumulants.connected_correlator`), covariance of the tuples from the delete-one-block
+    :func:`~.cumulants.connected_correlator`, minus the jackknife bias estimate), covariance of the tuples from the delete-one-block
     jackknife replicates. With more blocks than tuples + 1 the p-value is Hotelling's ``T^2``
     (``F(K, B - K)``), otherwise the covariance is OAS-shrunk and chi^2_K is used.
     ``detectable_effect`` is the relative deviation of all tuples together (e.g. a width N
     off by one changes a 1/N connected 4-point function by 1/(N + 1)).
 
     Heavy tails: the per-sample products at the tuples go through :func:`heavy_tail_check`; a
-    warning makes a non-rejection "inconclusive". Errors: the per-sample standard error of the
+    warning makes the verdict "inconclusive" (a small p-value is no evidence when the error bars
+    are typically too small). Errors: the per-sample standard error of the
     raw products is compared with the spread of their block means
     (:func:`compare_error_estimates`).
 
@@ -1319,7 +1339,9 @@ def correlator_test(source, tuples, expected, *, blocks=20, alpha: float = 0.05,
         return np.array([cumulant_from_central(k, cen, mean) for k in keys])
 
     est = meas.estimate(cum, method="jackknife")
-    val = np.asarray(est.value, dtype=float)
+    # the plug-in cumulant has an O(1/n) bias comparable to the error at small n: remove the
+    # jackknife estimate of it
+    val = np.asarray(est.value, dtype=float) - np.asarray(est.attrs.get("bias", 0.0))
     R = np.asarray(est.attrs.get("replicates"))
     B = R.shape[0]
     if B < 3:
@@ -1367,7 +1389,7 @@ def correlator_test(source, tuples, expected, *, blocks=20, alpha: float = 0.05,
                 ws.append(chk.attrs["message"])
     n = int(meas.n_samples)
     v = verdict_from_chi2(chi2, K, n, alpha=alpha, power=power, p_value=p, effect_scale=scale,
-                          tolerance=tolerance, warnings_=ws,
+                          tolerance=tolerance, warnings_=ws, errors_untrusted=bool(ws),
                           observed_effect=float(np.sum(d * expected / se ** 2)
                                                 / np.sum(expected ** 2 / se ** 2)),
                           what=f"connected {len(keys[0])}-point function")
