@@ -1,6 +1,6 @@
 """Propagator tools: G(r), Gt(p), checks against a kernel, effective mass, chi, xi_2.
 
-Conventions (PHYSICS.md sections 2-4): ``phit(p) = sum_x exp(-i p.x) phi(x)``,
+Conventions (docs/statistics.md, section 1): ``phit(p) = sum_x exp(-i p.x) phi(x)``,
 ``Gt(p) = <|phit(p)|^2>/V`` (connected: minus ``V <M>^2`` at p = 0), ``G(r) = ifftn(Gt)(r)``
 = ``(1/V) sum_y <phi_y phi_{y+r}> - <M>^2`` with r the displacement index. The zero-momentum
 time-slice correlator along axis mu is ``C(t) = sum_{x: x_mu = t} G(x)``; the arccosh
@@ -367,7 +367,7 @@ def effective_mass(source, *, axis: int = 0, blocks=20, error: str = "jackknife"
     ``C(t) = sum_{x: x_axis = t} G_c(x)`` (connected G of :func:`two_point`);
     ``m_eff(t) = arccosh[(C(t-1) + C(t+1)) / (2 C(t))]`` with periodic wrap, t = 0..L-1
     (NaN where the argument is below 1). For the free field it equals
-    ``2 asinh(m/2)`` at every t (PHYSICS.md section 3).
+    ``2 asinh(m/2)`` at every t (free-field closed forms).
 
     Dataset: ``value``, ``error`` (dim ``t``), ``C``, ``C_error``.
     """
@@ -433,7 +433,7 @@ def correlation_length(source, *, axis=None, blocks=20, error: str = "jackknife"
 
     ``F = Gt_c(2 pi/L e_mu)``, averaged over the axes mu with ``L_mu = L`` (``axis=None``:
     all axes as long as axis 0; an int: that axis only). For the free field xi_2 = 1/m
-    in the continuum; the lattice values are in PHYSICS.md section 3.
+    in the continuum (lattice corrections at finite L).
     """
     meas, name = _measurement(source, FourierTwoPoint, blocks=blocks, executor=executor,
                               measure_kw=dict(measure_kw), what="correlation_length")
@@ -466,7 +466,7 @@ _SCALARS = ("M", "abs_M", "M2", "M4", "chi_2", "chi_abs", "E", "U4", "phi2")
 
 def scalar_observables(source, *, blocks=20, error: str = "jackknife", executor: str = "serial",
                        **measure_kw) -> xr.Dataset:
-    """Standard observables of PHYSICS.md section 4 with errors.
+    """Standard per-sample observables (M, |M|, M^2, M^4, chi, E, U4, phi^2) with errors.
 
     Dim ``observable`` = M (first component), abs_M = <|M|>, M2, M4, chi_2, chi_abs, E (Ising
     energy, connected), U4 (Binder), phi2. See :class:`~.accumulators.ScalarObservables`.
@@ -481,7 +481,7 @@ def scalar_observables(source, *, blocks=20, error: str = "jackknife", executor:
     est = meas.estimate(f, method=error)
     ds = xr.Dataset({"value": ("observable", est.value), "error": ("observable", est.error)},
                     coords={"observable": list(_SCALARS)})
-    return _finish(ds, meas, est, quantity="per-sample observables (PHYSICS.md section 4)",
+    return _finish(ds, meas, est, quantity="per-sample observables",
                    definition="M=(1/V)sum phi; chi_2=V(<M^2>-<M>^2); chi_abs=V(<M^2>-<|M|>^2); "
                               "E=<(1/dV) sum_x,mu phi_x phi_x+mu> - <M>^2; "
                               "U4=1-<M^4>/(3<M^2>^2)")

@@ -38,7 +38,7 @@ __all__ = [
     "FourierModeMoments", "SeparationCovariance", "TailSample",
     "momentum_space_test", "position_space_test", "unique_half_modes", "oas_shrinkage",
     "compare_error_estimates", "HeavyTailWarning", "hill_tail_index", "gpd_tail_shape", "heavy_tail_check",
-    "relative_or_absolute", "correlator_test", "directional_z",
+    "relative_or_absolute", "correlator_test", "directional_z", "series_error_crosscheck",
 ]
 
 OUTCOMES = ("consistent", "inconsistent", "inconclusive")
@@ -1402,4 +1402,71 @@ def correlator_test(source, tuples, expected, *, blocks=20, alpha: float = 0.05,
     ds.attrs.update(extra)
     ds.attrs.update(null_distribution=null, chi2_dof=chi2 / K,
                     quantity="joint cumulants at point tuples (connected correlators)")
+    return ds
+
+
+def series_error_crosscheck(values, n_chains: int = 1, *, blocks: int = 20,
+                            alpha: float = 0.001) -> xr.Dataset:
+    """Three error estimates of the mean of a per-sample series, checked against each other.
+
+    * ``per-sample``: ``sd / sqrt(n)`` (right for independent samples only);
+      relative uncertainty ``sqrt((kurtosis - 1)/(4 n))``;
+    * ``jackknife``: delete-one-block jackknife over ``blocks`` contiguous time blocks (all chains
+      together; right when blocks are much longer than tau_int); relative uncertainty
+      ``1/sqrt(2 (B - 1))``;
+    * ``gamma``: Wolff's Gamma method (pyerrors, chains as replicas); relative uncertainty its
+      ``ddvalue/dvalue``.
+
+    ``values`` is time-major (``s = t * n_chains + r``). Returns a Dataset with ``error``
+    (dim ``method``) and ``tau_int``; attrs ``flag`` (jackknife and Gamma disagree beyond their
+    uncertainty: one of them cannot be trusted), ``autocorrelated`` (the per-sample error is
+    significantly below the Gamma one: the samples are not independent), ``message``.
+    """
+    from .gamma import make_obs  # noqa: PLC0415
+
+    v = np.asarray(values, dtype=float).ravel()
+    R = int(n_chains)
+    if R < 1 or v.size % R:
+        raise ValueError(f"n_chains must be a positive divisor of {v.size}, got {n_chains!r}")
+    T = v.size // R
+    if not isinstance(blocks, (int, np.integer)) or not 2 <= blocks <= T:
+        raise ValueError(f"blocks must be an int in 2..{T}, got {blocks!r}")
+    n = v.size
+    x = v.reshape(T, R)
+    sd = float(v.std(ddof=1))
+    c = v - v.mean()
+    kurt = float(np.mean(c ** 4) / np.mean(c ** 2) ** 2) if sd > 0 else 3.0
+    e_ps = sd / math.sqrt(n)
+    B = int(blocks)
+    edges = [(b * T) // B for b in range(B + 1)]
+    sums = np.array([x[edges[b]:edges[b + 1]].sum() for b in range(B)])
+    cnts = np.array([(edges[b + 1] - edges[b]) * R for b in range(B)], dtype=float)
+    loo = (sums.sum() - sums) / (n - cnts)
+    e_jk = float(math.sqrt((B - 1) / B * np.sum((loo - loo.mean()) ** 2)))
+    obs = make_obs(v, R)
+    obs.gamma_method()
+    e_g = float(obs.dvalue)
+    dd = float(obs.ddvalue) / e_g if e_g > 0 else float("nan")
+    tau = float(np.mean(list(obs.e_tauint.values()))) if obs.e_tauint else 0.5
+    errs = {"per-sample": e_ps, "jackknife": e_jk, "gamma": e_g}
+    u = {"per-sample": math.sqrt(max(kurt - 1, 0) / (4 * n)),
+         "jackknife": 1 / math.sqrt(2 * (B - 1)), "gamma": dd}
+    chk = compare_error_estimates({"gamma": [e_g], "jackknife": [e_jk]},
+                                  {"gamma": u["gamma"], "jackknife": u["jackknife"]}, alpha=alpha)
+    from scipy import stats as st  # noqa: PLC0415
+
+    za = math.log(e_ps / e_g) / math.sqrt(u["per-sample"] ** 2 + u["gamma"] ** 2) \
+        if e_ps > 0 and e_g > 0 else float("nan")
+    auto = int(np.isfinite(za) and st.norm.cdf(za) < alpha)
+    msg = (f"errors of the mean: per-sample {e_ps:.4g}, jackknife ({B} blocks) {e_jk:.4g}, "
+           f"Gamma {e_g:.4g} (tau_int {tau:.3g}); " + chk.attrs["message"])
+    if auto:
+        msg += (f"; the per-sample error is too small by sqrt(2 tau_int) = "
+                f"{math.sqrt(2 * tau):.3g}: the samples are autocorrelated")
+    ds = xr.Dataset({"error": ("method", list(errs.values())),
+                     "error_rel_uncertainty": ("method", [u[k] for k in errs])},
+                    coords={"method": list(errs)})
+    ds.attrs = {"flag": chk.attrs["flag"], "autocorrelated": auto, "tau_int": tau,
+                "message": msg, "p_value": chk.attrs["p_value"], "n_samples": n,
+                "n_chains": R, "n_blocks": B}
     return ds

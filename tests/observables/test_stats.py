@@ -173,3 +173,25 @@ def test_relative_or_absolute():
     assert list(ds.kind.values) == ["relative", "absolute"]
     assert ds.deviation.values[0] == pytest.approx(0.1)
     assert ds.deviation.values[1] == pytest.approx(0.04)
+
+
+def test_series_error_crosscheck_independent_and_autocorrelated():
+    from nnft.observables.stats import series_error_crosscheck
+    rng = np.random.default_rng(4)
+    iid = rng.standard_normal(20000)
+    ok = series_error_crosscheck(iid, 1)
+    assert ok.attrs["flag"] == 0 and ok.attrs["autocorrelated"] == 0
+    e = ok.error.to_series()
+    assert e["jackknife"] == pytest.approx(e["per-sample"], rel=0.5)
+    # AR(1) chains with tau_int = 4.5: the per-sample error is too small, the others agree
+    rho = 0.8
+    x = np.empty((5000, 4))
+    x[0] = rng.standard_normal(4)
+    for t in range(1, 5000):
+        x[t] = rho * x[t - 1] + math.sqrt(1 - rho ** 2) * rng.standard_normal(4)
+    ch = series_error_crosscheck(x.ravel(), 4)
+    assert ch.attrs["autocorrelated"] == 1 and ch.attrs["flag"] == 0
+    assert ch.attrs["tau_int"] == pytest.approx(4.5, rel=0.3)
+    # companion: a jackknife with blocks shorter than tau_int underestimates -> flagged
+    bad = series_error_crosscheck(x.ravel(), 4, blocks=2500)
+    assert bad.attrs["flag"] == 1
