@@ -305,7 +305,8 @@ def propagator_check(measured, expected=None, *, m2=None, cov: str = "diag",
         scale = float(np.sqrt(np.sum((ex / err[mask]) ** 2)))
         if space != "momentum":
             ws.append(f"diagonal chi^2 over correlated {space}-space entries: the p-value is not "
-                      "calibrated (use cov='full', or pass the ensemble for the momentum-space test)")
+                      "calibrated (use cov='full', or pass the ensemble for the "
+                      "momentum-space test)")
     else:
         if "replicates" not in measured:
             raise ValueError("cov='full' needs measured.replicates (measure with replicates=True)")

@@ -37,7 +37,8 @@ __all__ = [
     "attach_verdict", "detectable_noncentrality",
     "FourierModeMoments", "SeparationCovariance", "TailSample",
     "momentum_space_test", "position_space_test", "unique_half_modes", "oas_shrinkage",
-    "compare_error_estimates", "HeavyTailWarning", "hill_tail_index", "gpd_tail_shape", "heavy_tail_check",
+    "compare_error_estimates", "HeavyTailWarning", "hill_tail_index", "gpd_tail_shape",
+    "heavy_tail_check",
     "relative_or_absolute", "correlator_test", "directional_z", "series_error_crosscheck",
 ]
 
@@ -231,7 +232,8 @@ def verdict_from_z(z: float, n_samples: int, *, error: float | None = None, alph
                    errors_untrusted: bool = False) -> Verdict:
     """Two-sided test of one Gaussian pull ``z = (measured - expected)/error``.
 
-    ``statistic = |z|``, ``dof = 1``. ``errors_untrusted`` as in :func:`verdict_from_chi2`. With ``error`` the detectable effect is an absolute
+    ``statistic = |z|``, ``dof = 1``. ``errors_untrusted`` as in :func:`verdict_from_chi2`. With
+    ``error`` the detectable effect is an absolute
     deviation ``(z_{1-alpha/2} + z_power) * error`` (in the unit of the measured value; the
     other tail is neglected), and ``tolerance`` is absolute too; without it the unit is
     standard errors.
@@ -913,7 +915,8 @@ def position_space_test(source, expected=None, *, m2=None, separations=None,
     over the number of blocks (Markov chains: blocks much longer than tau_int). ``shrinkage``:
     "oas" (:func:`oas_shrinkage`, toward the diagonal), "none", or "auto" (default: "none" when
     the samples/blocks exceed the separations by ``max(10, K)``, else "oas"; shrinking strongly
-    correlated separations makes the chi^2 conservative, so it is used only where needed). Null distribution: with no
+    correlated separations makes the chi^2 conservative, so it is used only where needed). Null
+    distribution: with no
     shrinkage Hotelling's ``T^2`` (``F(K, n - K)`` after scaling; needs n > K), with shrinkage
     chi^2_K (checked by the calibration benchmark).
 
@@ -1149,12 +1152,14 @@ def heavy_tail_check(tail, blocks=None, *, xi_threshold: float = 0.5,
         The error bar is declared untrustworthy (``heavy_tail = 1``, :class:`HeavyTailWarning`)
         when the generalized-Pareto tail shape of ``|contribution - mean|`` is above
         ``xi_threshold`` by more than its standard error ``(1 + xi)/sqrt(k)`` (default 1/2:
-        tail index ``1/xi <= 2``, infinite variance, no Gaussian limit of the mean) or when the single largest contribution carries at least
+        tail index ``1/xi <= 2``, infinite variance, no Gaussian limit of the mean) or when the
+        single largest contribution carries at least
         ``share_threshold`` of the sum of squared deviations (default 0.3: removing that one
         sample moves the error bar by more than 16 %, the sampling uncertainty
         ``1/sqrt(2 (B - 1))`` of a 20-block jackknife error that the rest of the analysis
         accepts; the variance is then carried by events seen about once, and rarer ones not yet
-        drawn would carry as much, so the error bar is typically too small). The asymptotic condition for a reliable variance-based error bar,
+        drawn would carry as much, so the error bar is typically too small). The asymptotic
+        condition for a reliable variance-based error bar,
         a finite fourth moment (``xi < 1/4``, tail index above 4), is reported as
         ``fourth_moment_finite`` but not used alone: at a finite threshold light stretched
         tails (products of Gaussians) show xi ~ 0.2-0.4 (and a Hill index below 4) although
@@ -1287,7 +1292,8 @@ def correlator_test(source, tuples, expected, *, blocks=20, alpha: float = 0.05,
     """Correlated chi-square test of connected n-point functions at point tuples.
 
     ``value`` = joint cumulants (set-partition formula on plug-in central moments, as
-    :func:`~.cumulants.connected_correlator`, minus the jackknife bias estimate), covariance of the tuples from the delete-one-block
+    :func:`~.cumulants.connected_correlator`, minus the jackknife bias estimate), covariance of the
+    tuples from the delete-one-block
     jackknife replicates. With more blocks than tuples + 1 the p-value is Hotelling's ``T^2``
     (``F(K, B - K)``), otherwise the covariance is OAS-shrunk and chi^2_K is used.
     ``detectable_effect`` is the relative deviation of all tuples together (e.g. a width N
@@ -1381,7 +1387,8 @@ def correlator_test(source, tuples, expected, *, blocks=20, alpha: float = 0.05,
             chk = compare_error_estimates(
                 {"per-sample": np.sqrt(tot["var"] / tot["n_samples"]),
                  "block means": np.std(np.stack(bm), axis=0, ddof=1) / math.sqrt(len(bm))},
-                {"per-sample": np.sqrt(np.clip(tot["kurtosis"] - 1, 0, None) / (4 * tot["n_samples"])),
+                {"per-sample": np.sqrt(np.clip(tot["kurtosis"] - 1, 0, None)
+                                       / (4 * tot["n_samples"])),
                  "block means": 1 / math.sqrt(2 * (len(bm) - 1))})
             for k in ("flag", "p_value", "message", "median_ratio"):
                 extra[f"error_check_{k}"] = chk.attrs[k]
@@ -1394,7 +1401,8 @@ def correlator_test(source, tuples, expected, *, blocks=20, alpha: float = 0.05,
                                                 / np.sum(expected ** 2 / se ** 2)),
                           what=f"connected {len(keys[0])}-point function")
     pts = np.array([list(k) + [-1] * (max(map(len, keys)) - len(k)) for k in keys])
-    ds = xr.Dataset({"value": ("tuple", val), "error": ("tuple", se), "expected": ("tuple", expected),
+    ds = xr.Dataset({"value": ("tuple", val), "error": ("tuple", se),
+                     "expected": ("tuple", expected),
                      "pull": ("tuple", d / se)},
                     coords={"points": (("tuple", "position"), pts)})
     ds.attrs.update(meas.attrs())

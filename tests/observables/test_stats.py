@@ -123,7 +123,8 @@ def test_position_test_full_covariance(free_store):
     assert position_space_test(free_store, m2=M2 * 1.1, separations=seps, covariance="blocks",
                                blocks=40).attrs["outcome"] == "inconsistent"
     G = free_propagator(Lattice((L, L)), M2)
-    np.testing.assert_allclose(okb.expected.values, [G[0, t] for t in range(5)] + [G[1, 1], G[2, 2]])
+    np.testing.assert_allclose(okb.expected.values,
+                               [G[0, t] for t in range(5)] + [G[1, 1], G[2, 2]])
     with pytest.raises(ValueError, match="covariance"):
         position_space_test(free_store, m2=M2, covariance="jackknife")
 

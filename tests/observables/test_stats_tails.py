@@ -1,4 +1,4 @@
-"""Heavy-tail diagnostics: they fire on the Gauss-net (sigma_b = 1) 4-point function, not on ReLU."""
+"""Heavy-tail diagnostics fire on the Gauss-net (sigma_b = 1) 4-point function, not on ReLU."""
 import warnings
 
 import numpy as np
