@@ -622,7 +622,7 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
                         alpha: float = 0.05, power: float = 0.8, tolerance=None,
                         blocks=20, executor: str = "serial", error_check: bool = True,
                         directions: bool = True, min_hits: float = 1000.0,
-                        **measure_kw) -> xr.Dataset:
+                        mass_tolerance=None, **measure_kw) -> xr.Dataset:
     """Chi-square test of the connected momentum-space propagator on independent modes.
 
     One entry per class ``{p, -p}`` (:func:`unique_half_modes`), per component. For each,
@@ -656,6 +656,11 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
         decreasing expected value) into groups reaching ``min_hits``; a group's variance is the
         sum of its modes' (conservative: the multinomial anti-correlation of a fixed number of
         neurons is neglected). Such entries are marked by the ``pooled`` variable.
+    mass_tolerance : float, optional
+        Relative shift of ``m^2`` that must be detectable (e.g. 0.04 for a mass off by 2 %):
+        the mass-direction test is then "inconclusive" when its detectable shift exceeds
+        ``mass_tolerance * m^2`` (``m^2`` from ``m2`` or ``1/expected(0)``), and the verdict
+        carries the samples needed.
     directions : bool
         Besides the omnibus chi^2 over all modes (which spreads its power over every possible
         deviation), test the two smooth alternatives a propagator ``Z/(phat^2 + m^2)`` can
@@ -742,9 +747,13 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
         for dname, (u, unit) in _directions(ex_m).items():
             zd, sd = directional_z(val_m - ex_m, err_m, u, weights=u / ex_m ** 2)
             signed[dname] = zd
+            tol = None
+            if dname == "mass" and mass_tolerance is not None:
+                m2_ref = float(m2) if m2 is not None else 1.0 / float(np.ravel(expected)[0])
+                tol = float(mass_tolerance) * abs(m2_ref)
             parts[dname] = verdict_from_z(zd, acc.n_samples, error=sd, alpha=alpha, power=power,
                                           warnings_=ws, errors_untrusted=bool(ws),
-                                          what=f"{dname} direction",
+                                          what=f"{dname} direction", tolerance=tol,
                                           effect_unit=unit)
         v = combine_verdicts(list(parts.values()), alpha=alpha, correction="holm",
                              what="two-point function, momentum space")
@@ -753,7 +762,9 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
         v.detectable_effect, v.effect_unit = parts["omnibus"].detectable_effect, \
             parts["omnibus"].effect_unit
         v.observed_effect = observed
-        v.tolerance, v.samples_needed = tolerance, parts["omnibus"].samples_needed
+        v.tolerance = tolerance
+        v.samples_needed = max((p.samples_needed for p in parts.values()
+                                if np.isfinite(p.samples_needed)), default=float("nan"))
         if ws or (v.outcome == "consistent" and parts["omnibus"].outcome == "inconclusive"):
             v.outcome = "inconclusive"
         v.message = _message("two-point function, momentum space", v.outcome, chi2, dof,
@@ -761,6 +772,8 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
                              v.samples_needed, acc.n_samples, ws) + \
             " [" + "; ".join(f"{k}: p = {p.p_value:.3g}" for k, p in parts.items()) + \
             ", Holm-combined]"
+        if mass_tolerance is not None and parts["mass"].outcome == "inconclusive":
+            v.message += "; " + parts["mass"].message
     kidx = np.indices(r["Gt"].shape[-ndim:])
     kk = [np.broadcast_to(kidx[i], r["Gt"].shape)[mask] for i in range(ndim)]
     lat = Lattice(shape)

@@ -108,6 +108,11 @@ def test_momentum_test_accepts_exact_and_rejects_wrong_mass(meas):
     # asking for 0.1% precision at 20000 samples is inconclusive with a sample-size estimate
     inc = momentum_space_test(meas, m2=M2, tolerance=0.001)
     assert inc.attrs["outcome"] == "inconclusive" and inc.attrs["samples_needed"] > 20000
+    # a mass tolerance: m^2 to 0.1 % is out of reach, to 50 % is not
+    incm = momentum_space_test(meas, m2=M2, mass_tolerance=0.001)
+    assert incm.attrs["outcome"] == "inconclusive" and incm.attrs["samples_needed"] > 20000
+    assert "samples needed" in incm.attrs["message"]
+    assert momentum_space_test(meas, m2=M2, mass_tolerance=0.5).attrs["outcome"] == "consistent"
 
 
 def test_position_test_full_covariance(free_store):
