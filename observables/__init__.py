@@ -17,7 +17,15 @@ from .propagator import (correlation_length, effective_mass, momentum_propagator
                          two_point_matrix)
 from .gamma import (GammaResult, chain_observables, gamma_effective_mass, gamma_error, make_obs,
                     n_eff, tau_int)
-from . import cluster, couplings, generating, rg, symmetry
+from . import cluster, couplings, generating, rg, stats, symmetry, thermalization
+from .stats import (OUTCOMES, FourierModeMoments, HeavyTailWarning, SeparationCovariance,
+                    TailSample, Verdict, attach_verdict, combine_verdicts, correlator_test,
+                    compare_error_estimates, gpd_tail_shape, heavy_tail_check, hill_tail_index,
+                    momentum_space_test, oas_shrinkage, position_space_test,
+                    relative_or_absolute, series_error_crosscheck, verdict_from_chi2,
+                    verdict_from_z)
+from .thermalization import (geweke_z, mser_cut, split_half_consistency, split_rhat,
+                             thermalization_check)
 from .symmetry import (assess_deviations, check_hypercubic, check_internal_rotation,
                        check_translation, correlator_replicas)
 from .cluster import cluster_profile, cosnet_g6c, fit_decay
@@ -59,4 +67,10 @@ __all__ = [
     "eft", "coupling_templates", "eft_match", "eft_tuples", "nonlocal_quartic_template", "fit_couplings", "perturbative_check",
     "predict_connected", "rank_truncations",
     "positivity", "qft_checks", "reflection_basis", "reflection_positivity", "rp_matrix_from_fields",
+    "stats", "OUTCOMES", "Verdict", "verdict_from_chi2", "verdict_from_z", "combine_verdicts",
+    "attach_verdict", "FourierModeMoments", "SeparationCovariance", "TailSample",
+    "momentum_space_test", "position_space_test", "oas_shrinkage", "compare_error_estimates",
+    "HeavyTailWarning", "hill_tail_index", "gpd_tail_shape", "heavy_tail_check",
+    "relative_or_absolute", "correlator_test", "series_error_crosscheck", "thermalization", "geweke_z", "mser_cut", "split_half_consistency",
+    "split_rhat", "thermalization_check",
 ]

@@ -5,7 +5,7 @@ time-major ``s = t * n_replicas + r``) each chain is one replica ``"<name>|r<r>"
 pyerrors ensemble, so autocorrelations are estimated along each chain and combined. For
 independent ensembles (networks, exact sampler) the same code gives tau_int consistent with 1/2.
 
-Conventions (PHYSICS.md section 11): tau_int = 1/2 + sum_{t=1}^{W} rho(t) with Wolff's automatic
+Conventions (docs/statistics.md, section 1): tau_int = 1/2 + sum_{t=1}^{W} rho(t) with Wolff's automatic
 window (``S`` = 2 by default), so independent samples give tau_int = 1/2;
 N_eff = N / (2 tau_int); the standard error of a mean is sqrt(var * 2 tau_int / N).
 

@@ -1,6 +1,6 @@
 """Propagator tools: G(r), Gt(p), checks against a kernel, effective mass, chi, xi_2.
 
-Conventions (PHYSICS.md sections 2-4): ``phit(p) = sum_x exp(-i p.x) phi(x)``,
+Conventions (docs/statistics.md, section 1): ``phit(p) = sum_x exp(-i p.x) phi(x)``,
 ``Gt(p) = <|phit(p)|^2>/V`` (connected: minus ``V <M>^2`` at p = 0), ``G(r) = ifftn(Gt)(r)``
 = ``(1/V) sum_y <phi_y phi_{y+r}> - <M>^2`` with r the displacement index. The zero-momentum
 time-slice correlator along axis mu is ``C(t) = sum_{x: x_mu = t} G(x)``; the arccosh
@@ -192,45 +192,71 @@ def _unique_mask(shape):
     return (f <= g).reshape(shape)
 
 
-def propagator_check(measured: xr.Dataset, expected=None, *, m2=None, cov: str = "diag",
-                     unique: bool = True, exclude_zero: bool = False) -> xr.Dataset:
-    """Chi-square of a measured propagator against an expected one.
+def propagator_check(measured, expected=None, *, m2=None, cov: str = "diag",
+                     unique: bool = True, exclude_zero: bool = False, alpha: float = 0.05,
+                     power: float = 0.8, tolerance=None, **measure_kw) -> xr.Dataset:
+    """Goodness of fit of a measured propagator against an expected one, with a verdict.
+
+    Two ways in:
+
+    * ``measured`` is an ensemble (store, path, array with ``lattice=``, or a Measurement holding
+      the accumulator): the proper tests of :mod:`nnft.observables.stats` are run on the
+      per-sample data -- ``cov="diag"`` (default): :func:`~.stats.momentum_space_test`, one entry
+      per ``{p, -p}`` pair with per-mode variances from the sample; ``cov="full"``:
+      :func:`~.stats.position_space_test` (covariance of the per-sample G(r), shrunk).
+      ``expected`` is then Gt(p) (diag) or G(r) (full) over the lattice shape.
+    * ``measured`` is a Dataset from :func:`two_point` (``space="position"``),
+      :func:`momentum_propagator` (``"momentum"``) or :func:`two_point_matrix` (``"matrix"``):
+      ``cov="diag"``: ``chi2 = sum ((value - expected)/error)^2``, valid in momentum space
+      (independent modes); in position space and for matrices the entries are correlated, so the
+      p-value is not calibrated and the verdict is "inconclusive" with a warning.
+      ``cov="full"``: the jackknife covariance of ``measured.replicates`` (measure with
+      ``replicates=True``); with more blocks than points + 1 the p-value is Hotelling's T^2,
+      otherwise the covariance is shrunk (:func:`~.stats.oas_shrinkage`) and chi^2 is used.
 
     Parameters
     ----------
-    measured : Dataset from :func:`two_point` (``space="position"``),
-        :func:`momentum_propagator` (``"momentum"``) or :func:`two_point_matrix` (``"matrix"``).
     expected : array shaped like ``measured.value``, a (V, V) kernel (converted to G(r) or
         Gt(p) for the translation-averaged spaces), or None with ``m2`` given: the exact
-        lattice free propagator of PHYSICS.md section 3.
+        lattice free propagator.
     m2 : float
         Mass squared for the exact free propagator.
     cov : {"diag", "full"}
-        "diag": ``chi2 = sum ((value - expected)/error)^2``; in momentum space the modes are
-        independent for a Gaussian field, in position space they are correlated and "full"
-        should be used: the jackknife covariance from ``measured.replicates`` (requires
-        ``replicates=True`` when measuring and more blocks than points); then
-        ``chi2 = d^T C^-1 d`` and the p-value uses Hotelling's T^2 distribution.
     unique : bool
         Keep one representative of each {k, -k} class (translation-averaged spaces) or the
         upper triangle (matrix), since the estimator is exactly symmetric.
     exclude_zero : bool
         Drop p = 0 (momentum) / r = 0 (position).
+    alpha, power, tolerance :
+        Level, power of the detectable-effect statement, relative deviation that must be
+        detectable for "consistent" (see :class:`~.stats.Verdict`).
 
     Returns
     -------
-    Dataset with ``chi2``, ``dof``, ``chi2_dof``, ``p_value``, ``pull`` (like ``value``; NaN
-    where not used) and ``expected``.
+    Dataset with ``chi2``, ``dof``, ``chi2_dof``, ``p_value``, ``pull`` and ``expected``
+    (Dataset input) or the test's Dataset (ensemble input); attrs hold the Verdict fields
+    (``outcome``, ``p_value``, ``statistic``, ``dof``, ``detectable_effect``,
+    ``samples_needed``, ``warnings``, ``message``).
     """
     from scipy import stats  # noqa: PLC0415
 
-    if not isinstance(measured, xr.Dataset) or "value" not in measured:
+    from .stats import (attach_verdict, momentum_space_test, oas_shrinkage,  # noqa: PLC0415
+                        position_space_test, verdict_from_chi2)
+
+    if cov not in ("diag", "full"):
+        raise ValueError(f"cov must be 'diag' or 'full', got {cov!r}")
+    if not isinstance(measured, xr.Dataset):
+        if cov == "diag":
+            return momentum_space_test(measured, expected, m2=m2, exclude_zero=exclude_zero,
+                                       alpha=alpha, power=power, tolerance=tolerance,
+                                       **measure_kw)
+        return position_space_test(measured, expected, m2=m2, alpha=alpha, power=power,
+                                   tolerance=tolerance, **measure_kw)
+    if "value" not in measured:
         raise ValueError("measured must be a Dataset with 'value' and 'error'")
     space = measured.attrs.get("space")
     if space not in ("position", "momentum", "matrix"):
         raise ValueError(f"measured.attrs['space'] must be position/momentum/matrix, got {space!r}")
-    if cov not in ("diag", "full"):
-        raise ValueError(f"cov must be 'diag' or 'full', got {cov!r}")
     val = measured["value"].values
     err = measured["error"].values
     lat_dims = [d for d in measured["value"].dims if d not in ("component",)]
@@ -266,36 +292,57 @@ def propagator_check(measured: xr.Dataset, expected=None, *, m2=None, cov: str =
         z[(Ellipsis,) + (0,) * len(shape)] = True
         mask &= ~z
     d = (val - expected)[mask]
+    ex = np.asarray(expected)[mask]
     pull = np.full(val.shape, np.nan)
     pull[mask] = d / err[mask]
     n = int(mask.sum())
+    ws = []
     if cov == "diag":
         chi2 = float(np.sum(pull[mask] ** 2))
         dof = n
         p = float(stats.chi2.sf(chi2, dof)) if dof else float("nan")
         how = "diagonal errors"
+        scale = float(np.sqrt(np.sum((ex / err[mask]) ** 2)))
+        if space != "momentum":
+            ws.append(f"diagonal chi^2 over correlated {space}-space entries: the p-value is not "
+                      "calibrated (use cov='full', or pass the ensemble for the "
+                      "momentum-space test)")
     else:
         if "replicates" not in measured:
             raise ValueError("cov='full' needs measured.replicates (measure with replicates=True)")
         R = measured["replicates"].values.reshape(measured.sizes["block"], -1)[:, mask.ravel()]
         B = R.shape[0]
-        if B - 1 <= n:
-            raise ValueError(f"cov='full' needs more blocks ({B}) than points + 1 ({n + 1})")
+        if B < 3:
+            raise ValueError(f"cov='full' needs at least 3 blocks, got {B}")
         Rc = R - R.mean(axis=0)
         C = (B - 1) / B * Rc.T @ Rc
-        chi2 = float(d @ np.linalg.solve(C, d))
         dof = n
         nu = B - 1
-        fstat = chi2 * (nu - n + 1) / (n * nu)
-        p = float(stats.f.sf(fstat, n, nu - n + 1))
-        how = f"jackknife covariance from {B} blocks (Hotelling T^2 p-value)"
+        if nu - n + 1 > 0:
+            chi2 = float(d @ np.linalg.solve(C, d))
+            fstat = chi2 * (nu - n + 1) / (n * nu)
+            p = float(stats.f.sf(fstat, n, nu - n + 1))
+            how = f"jackknife covariance from {B} blocks (Hotelling T^2 p-value)"
+        else:
+            C, rho = oas_shrinkage(C, B)
+            chi2 = float(d @ np.linalg.solve(C, d))
+            p = float(stats.chi2.sf(chi2, dof))
+            how = (f"jackknife covariance from {B} blocks, OAS-shrunk (rho = {rho:.3g}), "
+                   "chi^2 p-value")
+        scale = float(np.sqrt(abs(ex @ np.linalg.solve(C, ex))))
+    n_samples = int(measured.attrs.get("n_samples", 0))
+    v = verdict_from_chi2(chi2, dof, n_samples, alpha=alpha, power=power, p_value=p,
+                          effect_scale=scale, tolerance=tolerance, warnings_=ws,
+                          what=f"propagator, {space} space")
     ds = xr.Dataset({"chi2": ((), chi2), "dof": ((), dof),
                      "chi2_dof": ((), chi2 / dof if dof else float("nan")),
                      "p_value": ((), p),
                      "pull": (measured["value"].dims, pull),
                      "expected": (measured["value"].dims, np.array(expected))},
                     coords=measured["value"].coords)
-    ds.attrs = {"space": space, "expected": source, "covariance": how, "unique": int(unique)}
+    ds.attrs = {"space": space, "expected": source, "covariance": how,
+                "unique": int(unique)}
+    attach_verdict(ds, v)
     return ds
 
 
@@ -321,7 +368,7 @@ def effective_mass(source, *, axis: int = 0, blocks=20, error: str = "jackknife"
     ``C(t) = sum_{x: x_axis = t} G_c(x)`` (connected G of :func:`two_point`);
     ``m_eff(t) = arccosh[(C(t-1) + C(t+1)) / (2 C(t))]`` with periodic wrap, t = 0..L-1
     (NaN where the argument is below 1). For the free field it equals
-    ``2 asinh(m/2)`` at every t (PHYSICS.md section 3).
+    ``2 asinh(m/2)`` at every t (free-field closed forms).
 
     Dataset: ``value``, ``error`` (dim ``t``), ``C``, ``C_error``.
     """
@@ -387,7 +434,7 @@ def correlation_length(source, *, axis=None, blocks=20, error: str = "jackknife"
 
     ``F = Gt_c(2 pi/L e_mu)``, averaged over the axes mu with ``L_mu = L`` (``axis=None``:
     all axes as long as axis 0; an int: that axis only). For the free field xi_2 = 1/m
-    in the continuum; the lattice values are in PHYSICS.md section 3.
+    in the continuum (lattice corrections at finite L).
     """
     meas, name = _measurement(source, FourierTwoPoint, blocks=blocks, executor=executor,
                               measure_kw=dict(measure_kw), what="correlation_length")
@@ -420,7 +467,7 @@ _SCALARS = ("M", "abs_M", "M2", "M4", "chi_2", "chi_abs", "E", "U4", "phi2")
 
 def scalar_observables(source, *, blocks=20, error: str = "jackknife", executor: str = "serial",
                        **measure_kw) -> xr.Dataset:
-    """Standard observables of PHYSICS.md section 4 with errors.
+    """Standard per-sample observables (M, |M|, M^2, M^4, chi, E, U4, phi^2) with errors.
 
     Dim ``observable`` = M (first component), abs_M = <|M|>, M2, M4, chi_2, chi_abs, E (Ising
     energy, connected), U4 (Binder), phi2. See :class:`~.accumulators.ScalarObservables`.
@@ -435,7 +482,7 @@ def scalar_observables(source, *, blocks=20, error: str = "jackknife", executor:
     est = meas.estimate(f, method=error)
     ds = xr.Dataset({"value": ("observable", est.value), "error": ("observable", est.error)},
                     coords={"observable": list(_SCALARS)})
-    return _finish(ds, meas, est, quantity="per-sample observables (PHYSICS.md section 4)",
+    return _finish(ds, meas, est, quantity="per-sample observables",
                    definition="M=(1/V)sum phi; chi_2=V(<M^2>-<M>^2); chi_abs=V(<M^2>-<|M|>^2); "
                               "E=<(1/dV) sum_x,mu phi_x phi_x+mu> - <M>^2; "
                               "U4=1-<M^4>/(3<M^2>^2)")

@@ -102,3 +102,49 @@ def test_registered_as_error_method():
 
     m = errors.get_error_method("gamma")
     assert m.__name__ == "gamma_blocks"
+
+
+# --------------------------------------------------------------------------- thermalisation
+def test_split_rhat_mser_and_split_half_on_ar1():
+    from nnft.observables.thermalization import (geweke_z, mser_cut, split_half_consistency,
+                                                 split_rhat)
+    x = ar1(0.5, 2000, 4, seed=5)
+    assert split_rhat(x) < 1.01
+    z, p = split_half_consistency(x)
+    assert p > 0.01 and abs(geweke_z(x)) < 4
+    assert mser_cut(x) < 100
+    # companions: chains offset from each other, and a decaying transient at the start
+    off = x + np.array([0.0, 0.0, 0.0, 1.0])
+    assert split_rhat(off) > 1.1
+    tr = x + 5.0 * np.exp(-np.arange(2000) / 100.0)[:, None]
+    assert 200 <= mser_cut(tr) <= 1000
+    assert abs(geweke_z(tr)) > 5
+
+
+def _phi4_chain(n_therm, init):
+    from nnft.lattice import Phi4Action
+    from nnft.lattice.mcmc import HMC, run_chain
+    from nnft.observables.gamma import primary_series
+
+    act = Phi4Action((8, 8), convention="C", m2=-1.0, g=1.0)   # broken phase, slow ordering
+    out = []
+    run_chain(HMC(act, eps=0.2), 8, 200, None, n_therm=n_therm, init=init, seed=4, tune=False,
+              callback=lambda k, p, lw: out.append(primary_series(np.asarray(p), 2)))
+    return np.concatenate(out)[:, 1:]  # |M|, M^2, phi^2, link (M itself does not tunnel)
+
+
+def test_cold_started_short_chain_is_caught():
+    from nnft.observables.thermalization import thermalization_check
+    ds = thermalization_check(_phi4_chain(0, "cold"), 8, observables=("abs_M", "M2", "phi2",
+                                                                      "link"))
+    assert ds.attrs["outcome"] == "inconsistent" and ds.attrs["p_value"] < 1e-3
+    assert ds.attrs["recommended_cut"] >= 10
+    assert ds.attrs["after_cut_outcome"] != "inconsistent"
+    assert "discard" in ds.attrs["message"]
+
+
+def test_thermalised_chain_passes():
+    from nnft.observables.thermalization import thermalization_check
+    ds = thermalization_check(_phi4_chain(500, "hot"), 8, observables=("abs_M", "M2", "phi2",
+                                                                       "link"))
+    assert ds.attrs["outcome"] == "consistent" and ds.attrs["p_value"] > 0.05
