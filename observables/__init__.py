@@ -22,7 +22,7 @@ from .stats import (OUTCOMES, FourierModeMoments, HeavyTailWarning, SeparationCo
                     TailSample, Verdict, attach_verdict, combine_verdicts, correlator_test,
                     compare_error_estimates, gpd_tail_shape, heavy_tail_check, hill_tail_index,
                     momentum_space_test, oas_shrinkage, position_space_test,
-                    relative_or_absolute, series_error_crosscheck, verdict_from_chi2,
+                    relative_or_absolute, series_error_crosscheck, tail_sample, verdict_from_chi2,
                     verdict_from_z)
 from .thermalization import (geweke_z, mser_cut, split_half_consistency, split_rhat,
                              thermalization_check)
@@ -71,6 +71,6 @@ __all__ = [
     "attach_verdict", "FourierModeMoments", "SeparationCovariance", "TailSample",
     "momentum_space_test", "position_space_test", "oas_shrinkage", "compare_error_estimates",
     "HeavyTailWarning", "hill_tail_index", "gpd_tail_shape", "heavy_tail_check",
-    "relative_or_absolute", "correlator_test", "series_error_crosscheck", "thermalization", "geweke_z", "mser_cut", "split_half_consistency",
+    "relative_or_absolute", "correlator_test", "tail_sample", "series_error_crosscheck", "thermalization", "geweke_z", "mser_cut", "split_half_consistency",
     "split_rhat", "thermalization_check",
 ]

@@ -39,7 +39,7 @@ __all__ = [
     "momentum_space_test", "position_space_test", "unique_half_modes", "oas_shrinkage",
     "compare_error_estimates", "HeavyTailWarning", "hill_tail_index", "gpd_tail_shape",
     "heavy_tail_check",
-    "relative_or_absolute", "correlator_test", "directional_z", "series_error_crosscheck",
+    "relative_or_absolute", "correlator_test", "tail_sample", "directional_z", "series_error_crosscheck",
 ]
 
 OUTCOMES = ("consistent", "inconsistent", "inconclusive")
@@ -1299,9 +1299,20 @@ def _tuple_products(keys):
     return fn
 
 
+def tail_sample(tuples, k: int = 1000) -> "TailSample":
+    """The :class:`TailSample` of the per-sample products at ``tuples`` (what a connected
+    n-point estimator averages), for the heavy-tail part of :func:`correlator_test` in a shared
+    pass."""
+    from .accumulators import normalize_tuples  # noqa: PLC0415
+
+    keys = [tuple(sorted(t)) for t in normalize_tuples(tuples)]
+    return TailSample(_tuple_products(keys), [str(t) for t in keys], k=k)
+
+
 def correlator_test(source, tuples, expected, *, blocks=20, alpha: float = 0.05,
                     power: float = 0.8, tolerance=None, heavy_tail: bool = True,
-                    executor: str = "serial", **measure_kw) -> xr.Dataset:
+                    executor: str = "serial", tail_key: str = "tail",
+                    **measure_kw) -> xr.Dataset:
     """Correlated chi-square test of connected n-point functions at point tuples.
 
     ``value`` = joint cumulants (set-partition formula on plug-in central moments, as
@@ -1321,8 +1332,9 @@ def correlator_test(source, tuples, expected, *, blocks=20, alpha: float = 0.05,
     Parameters
     ----------
     source : store, path, array (n, *field_shape) or Measurement with ``PointMoments`` (key
-        "moments") and ``TailSample`` (key "tail") from an earlier call (``ds.attrs`` do not
-        keep it; pass the same Measurement to test several expectations in one pass).
+        "moments") and ``TailSample`` (key ``tail_key``, made by :func:`tail_sample` for these
+        tuples) from an earlier call or a shared pass (pass the same Measurement to test
+        several expectations in one pass).
     tuples : (K, n) flat site indices
     expected : array (K,)
         The expected connected correlators (e.g. :func:`~.cumulants.cosnet_connected_4pt`).
@@ -1382,10 +1394,11 @@ def correlator_test(source, tuples, expected, *, blocks=20, alpha: float = 0.05,
     scale = float(math.sqrt(abs(expected @ np.linalg.solve(C, expected))))
     ws = []
     extra = {}
-    if "tail" in getattr(meas, "total", {}):
+    if tail_key in getattr(meas, "total", {}):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", HeavyTailWarning)
-            ht = heavy_tail_check(meas, what="n-point products")
+            ht = heavy_tail_check(meas.total[tail_key], [b[tail_key] for b in meas.blocks],
+                                  what="n-point products")
         for w in caught:
             warnings.warn(w.message, HeavyTailWarning, stacklevel=2)
         extra["heavy_tail"] = ht.attrs["heavy_tail"]
@@ -1394,8 +1407,8 @@ def correlator_test(source, tuples, expected, *, blocks=20, alpha: float = 0.05,
         extra["max_share_max"] = float(np.nanmax(ht.max_share.values))
         if ht.attrs["heavy_tail"]:
             ws.append(ht.attrs["message"])
-        tot = meas.total["tail"].result()
-        bm = [b["tail"].result()["mean"] for b in meas.blocks if b["tail"].n_samples > 1]
+        tot = meas.total[tail_key].result()
+        bm = [b[tail_key].result()["mean"] for b in meas.blocks if b[tail_key].n_samples > 1]
         if len(bm) >= 3:
             chk = compare_error_estimates(
                 {"per-sample": np.sqrt(tot["var"] / tot["n_samples"]),

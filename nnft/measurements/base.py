@@ -179,7 +179,10 @@ class Measurement:
         "stored" (a stored ensemble: cannot run on the fly).
     tuples : callable, optional
         ``tuples(ctx) -> int array (n, order)``: point tuples whose moments (to order 6) the
-        measurement needs; they are filled in the shared one-pass accumulator.
+        measurement needs; they are filled in the shared one-pass accumulator (key "moments").
+    accumulators : callable, optional
+        ``accumulators(ctx) -> dict[str, Accumulator]``: further accumulators for the shared
+        pass (keys must be unique across measurements: prefix them with the name).
     """
 
     name: str
@@ -188,10 +191,15 @@ class Measurement:
     options: tuple = ()
     requires: tuple = ()
     tuples: Callable | None = None
+    accumulators: Callable | None = None
+
+    @property
+    def shares_pass(self) -> bool:
+        return self.tuples is not None or self.accumulators is not None
 
     @property
     def streamable(self) -> bool:
-        return self.tuples is not None and "stored" not in self.requires
+        return self.shares_pass and "stored" not in self.requires
 
     def option(self, key) -> Option | None:
         return next((o for o in self.options if o.name == key), None)
@@ -262,26 +270,31 @@ def resolve_options(m: Measurement, options: dict) -> dict:
 
 def shared_pass(ctx: Context, measures) -> dict:
     """The accumulators of the one shared pass: a PointMoments over every tuple the
-    measurements in ``measures`` declare (empty dict when none declares any)."""
+    measurements in ``measures`` declare (key "moments") and the accumulators they add (empty
+    dict when none declares any)."""
     from ..observables import PointMoments
 
-    tuples = []
+    tuples, accs = [], {}
     for name in measures:
         m = get(name)
+        sub = dataclasses.replace(ctx, options=resolve_options(m, ctx.options))
         if m.tuples is not None:
-            tuples.extend(map(tuple, m.tuples(dataclasses.replace(
-                ctx, options=resolve_options(m, ctx.options)))))
-    if not tuples:
-        return {}
-    return {"moments": PointMoments(sorted(set(tuples)), max_order=6)}
+            tuples.extend(map(tuple, m.tuples(sub)))
+        if m.accumulators is not None:
+            for key, acc in m.accumulators(sub).items():
+                if key in accs or key == "moments":
+                    raise ValueError(f"measurement {name!r}: accumulator key {key!r} is taken")
+                accs[key] = acc
+    if tuples:
+        accs["moments"] = PointMoments(sorted(set(tuples)), max_order=6)
+    return accs
 
 
 def run_one(name: str, ctx: Context, data=None) -> dict:
     """Run measurement ``name`` on ``ctx``; ``data``: the shared-pass Measurement, if any."""
     m = get(name)
     sub = dataclasses.replace(ctx, options=resolve_options(m, ctx.options))
-    sub._kernel = ctx._kernel
-    if m.tuples is not None and data is not None:
+    if m.shares_pass and data is not None:
         sub.store = data
     out = m.run(sub)
     ctx._kernel = sub._kernel  # share the kernel between measurements

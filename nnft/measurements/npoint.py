@@ -2,20 +2,21 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
-from ._common import _arch, _is_lattice, _npoint_tuples, _pairs, _tuples, _z_summary  # noqa: F401
+from ._common import _npoint_tuples, _z_summary
 from .base import Measurement, Option, register
 
+
 def _connected_expected(ctx, tuples):
-    """Closed-form finite-width connected correlator at ``tuples`` where PHYSICS.md gives one."""
-    from ..ensembles import LatticeCosNet
+    """Closed-form finite-width connected correlator at ``tuples`` (cos-net 4-point, single
+    layer nets through single-neuron moments), or None."""
+    from ..ensembles import ErfNet, GaussNet, LatticeCosNet, ReLUNet, TanhNet
+    from ..ensembles.kernels import neuron_moment
     from ..lattice import free_propagator
     from ..observables import cumulants
-
-    from ..ensembles import ErfNet, GaussNet, ReLUNet, TanhNet
-    from ..ensembles.kernels import neuron_moment
 
     spec = ctx.spec
     order = tuples.shape[1]
@@ -39,10 +40,42 @@ def _connected_expected(ctx, tuples):
     return None
 
 
+def _exact_expected(ctx, tuples):
+    """(values, method) of the exact parameter-space theory (nnft.ensembles.exact_connected),
+    else the closed forms above, else (None, None)."""
+    from ..ensembles import exact_connected
 
-def npoint(ctx: Context, order: int) -> dict:
-    """Connected n-point function, deviation m_n from the GP and its background."""
-    from ..observables import connected_correlator, deviation_measure
+    if ctx.spec is not None:
+        try:
+            vals, method = exact_connected(ctx.spec, ctx.lattice, tuples)
+        except (ValueError, TypeError):
+            vals, method = None, None
+        if vals is not None:
+            return np.asarray(vals, dtype=float), f"exact parameter-space theory ({method})"
+    vals = _connected_expected(ctx, tuples)
+    return (vals, "closed form") if vals is not None else (None, None)
+
+
+def _accumulators(order):
+    def accs(ctx):
+        from ..observables import tail_sample
+
+        return {f"{order}_point/tail": tail_sample(_npoint_tuples(ctx, order))}
+
+    return accs
+
+
+def npoint(ctx, order: int) -> dict:
+    """Connected n-point function, deviation m_n from the GP and its background.
+
+    Descriptive: ``formula_*`` (mean z^2 and max |z| against the closed form, uncorrelated).
+    The test: a correlated chi^2 of the connected correlators at all tuples against the exact
+    value (jackknife covariance; :func:`nnft.observables.correlator_test`), with heavy-tail and
+    error cross-checks, p-value and three-way verdict; the method of the expected value is
+    named (``expected_method``).
+    """
+    from ..observables import (HeavyTailWarning, connected_correlator, correlator_test,
+                               deviation_measure)
 
     tuples = _npoint_tuples(ctx, order)
     ds = connected_correlator(ctx.store, tuples, order=order)
@@ -53,6 +86,25 @@ def npoint(ctx: Context, order: int) -> dict:
     expected = _connected_expected(ctx, tuples)
     if expected is not None:
         out.update({f"formula_{k}": v for k, v in _z_summary(val, err, expected).items()})
+    exact, method = _exact_expected(ctx, tuples)
+    key = f"{order}_point/tail"
+    if exact is not None and key in getattr(ctx.store, "total", {}):
+        with warnings.catch_warnings():  # reported in the results and the report instead
+            warnings.simplefilter("ignore", HeavyTailWarning)
+            ct = correlator_test(ctx.store, tuples, exact, tail_key=key)
+        a = ct.attrs
+        out["expected_method"] = method
+        for k in ("outcome", "p_value", "statistic", "dof", "detectable_effect",
+                  "samples_needed", "heavy_tail", "message"):
+            if a.get(k) is not None:
+                out[f"test_{k}"] = a[k]
+        out["verdict"] = a.get("outcome")
+        out["summary"] = [(f"G{order}c vs {method}: p-value, verdict", a.get("outcome"),
+                           a.get("p_value"))]
+        if a.get("heavy_tail"):
+            out["summary"].append((f"G{order}c: heavy tails, error bars not trusted",
+                                   a.get("heavy_tail_message"), None))
+        expected = exact
     K = ctx.kernel
     if K is not None:
         n_sub = int(ctx.options.get("n_sub", 10))
@@ -83,12 +135,12 @@ register(Measurement(
     name="four_point",
     summary="connected 4-point function at random tuples against the finite-width formula; "
             "m_4 and its noise background",
-    run=four_point, tuples=lambda ctx: _npoint_tuples(ctx, 4),
+    run=four_point, tuples=lambda ctx: _npoint_tuples(ctx, 4), accumulators=_accumulators(4),
     options=(_BOX, Option("n_tuples_4", int, 12, "number of random 4-point tuples", minimum=1),
              _NSUB)))
 register(Measurement(
     name="six_point",
     summary="connected 6-point function at random tuples; m_6 and its noise background",
-    run=six_point, tuples=lambda ctx: _npoint_tuples(ctx, 6),
+    run=six_point, tuples=lambda ctx: _npoint_tuples(ctx, 6), accumulators=_accumulators(6),
     options=(_BOX, Option("n_tuples_6", int, 12, "number of random 6-point tuples", minimum=1),
              _NSUB)))
