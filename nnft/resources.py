@@ -33,6 +33,7 @@ __all__ = ["Estimate", "estimate", "check_fits", "available_memory", "existing_s
 # measured on the project's 2-core CPU (s per unit), see benchmarks/results/generation-*.md
 _GEN_S_PER_NEURON_SITE = 2.0e-9
 _MEASURE_S_PER_SITE = 5.0e-8
+_PLAN_MAX_SITES = 256  # exact estimator variances of lattice cos-nets grow fast with V
 _KERNEL_MEASUREMENTS = ("propagator", "two_point", "four_point", "six_point", "couplings",
                         "generating")
 
@@ -148,3 +149,49 @@ def existing_store_bytes(out: Path) -> int:
                 except OSError:
                     pass
     return total
+
+
+def sample_plan_lines(cfg: dict, target_rel_error: float = 0.01) -> list[str]:
+    """Samples each width needs for ``target_rel_error`` on m_4 / m_6 (and the median connected
+    correlator), from the exact parameter-space theory, before any sampling
+    (:func:`nnft.ensembles.plan_samples`), with its warnings (infinite variance, rare-event
+    dominated). Ensembles without an exact theory say so."""
+    from . import measurements as registry
+    from .config import spec_for
+    from .ensembles import plan_samples
+
+    lines = []
+    for ens in cfg.get("ensemble", []):
+        orders = [o for o, m in ((4, "four_point"), (6, "six_point")) if m in ens["measure"]]
+        if not orders:
+            continue
+        geo = geometry_from_config(ens["lattice"])
+        if geo.volume > _PLAN_MAX_SITES:
+            lines.append(f"{ens['name']}: sample plan skipped ({geo.volume} sites > "
+                         f"{_PLAN_MAX_SITES}: the exact 8th/12th moments take minutes; call "
+                         f"nnft.ensembles.plan_samples yourself)")
+            continue
+        spec = spec_for(ens, ens["widths"][0])
+        tuples = {}
+        for o, m in ((4, "four_point"), (6, "six_point")):
+            if o in orders:
+                sub = registry.base.resolve_options(registry.get(m), ens["options"])
+                tuples[o] = registry.get(m).tuples(
+                    registry.Context(ens["name"], spec, geo, None, spec.width, sub,
+                                     seed=cfg["seed"]))
+        try:
+            rows = plan_samples(spec, geo, tuples, target_rel_error, orders=tuple(orders),
+                                widths=ens["widths"])
+        except (ValueError, TypeError, NotImplementedError) as e:
+            lines.append(f"{ens['name']}: no exact sample plan ({e})")
+            continue
+        if not rows or rows[0].get("method") is None:
+            lines.append(f"{ens['name']}: no exact theory for {ens['arch']}; no sample plan")
+            continue
+        lines.append(f"{ens['name']}: samples for {target_rel_error:.0%} relative error "
+                     f"(you run {ens['samples']}), exact theory ({rows[0]['method']}):")
+        for r in rows:
+            flags = f"  [{'; '.join(r['flags'])}]" if r.get("flags") else ""
+            lines.append(f"  N={r['width']:<6d} m_{r['order']}: {r['samples_m_n']:.3g}   "
+                         f"median G{r['order']}c: {r['samples_connected_median']:.3g}{flags}")
+    return lines

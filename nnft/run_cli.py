@@ -89,13 +89,15 @@ def main(args) -> int:
         stem = Path(args.config).stem
     if args.samples is not None or args.widths is not None or args.backend is not None:
         cfg = override(cfg, samples=args.samples, widths=args.widths, backend=args.backend)
-    from .resources import check_fits, estimate, existing_store_bytes
+    from .resources import check_fits, estimate, existing_store_bytes, sample_plan_lines
 
     out = Path(args.out or f"nnft-run-{stem}")
     est = estimate(cfg)
     if args.check:
         print(f"config OK: {len(cfg.get('ensemble', []))} ensemble(s)")
         for line in est.lines():
+            print(f"  {line}")
+        for line in sample_plan_lines(cfg):
             print(f"  {line}")
         check_fits(est, out, existing_bytes=existing_store_bytes(out))
         return 0

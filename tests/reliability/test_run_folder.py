@@ -224,6 +224,9 @@ def test_check_prints_resources(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "largest step:" in r.stdout and "stores on disk:" in r.stdout
     assert "rough time:" in r.stdout and not (tmp_path / "o").exists()
+    # the exact parameter-space theory plans the samples before any sampling
+    assert "samples for 1% relative error (you run 800), exact theory" in r.stdout
+    assert "N=4" in r.stdout and "m_4:" in r.stdout
 
 
 def test_check_refuses_what_cannot_fit_disk(tmp_path, monkeypatch):
