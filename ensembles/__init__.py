@@ -12,6 +12,8 @@ from .evaluate import evaluate
 from .spectral import lattice_cos_spectral
 from .engine import chunk_fields, generate, generate_distributed, make_chunk_function
 from .philox import fused_key, fused_params, philox4x32
+from .deformed import (DeformedCosNet, LatticePotential, reweighting_nongaussianity,
+                       width_extrapolation)
 
 __all__ = [
     "Spec", "GaussNet", "ErfNet", "ReLUNet", "TanhNet", "ActivationNet", "DeepMLP",
@@ -20,4 +22,5 @@ __all__ = [
     "continuum_propagator", "draw_params", "evaluate", "lattice_cos_spectral", "chunk_fields",
     "generate", "generate_distributed", "make_chunk_function", "fused_key", "fused_params",
     "philox4x32",
+    "DeformedCosNet", "LatticePotential", "reweighting_nongaussianity", "width_extrapolation",
 ]
