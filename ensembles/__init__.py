@@ -14,6 +14,8 @@ from .engine import chunk_fields, generate, generate_distributed, make_chunk_fun
 from .philox import fused_key, fused_params, philox4x32
 from .deformed import (DeformedCosNet, LatticePotential, reweighting_nongaussianity,
                        width_extrapolation)
+from .param_chains import (IndependenceSampler, ParamChainResult, ParamHMC, load_param_chunk,
+                           run_param_chain)
 
 __all__ = [
     "Spec", "GaussNet", "ErfNet", "ReLUNet", "TanhNet", "ActivationNet", "DeepMLP",
@@ -23,4 +25,5 @@ __all__ = [
     "generate", "generate_distributed", "make_chunk_function", "fused_key", "fused_params",
     "philox4x32",
     "DeformedCosNet", "LatticePotential", "reweighting_nongaussianity", "width_extrapolation",
+    "IndependenceSampler", "ParamHMC", "ParamChainResult", "run_param_chain", "load_param_chunk",
 ]
