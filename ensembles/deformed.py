@@ -357,6 +357,10 @@ def hartree_mass(m2, g, lattice):
 
     from nnft.lattice import free_propagator_momentum
 
+    from nnft.lattice import Lattice
+
+    if not hasattr(lattice, "phat2"):
+        lattice = Lattice(tuple(lattice))
     m2, g = float(m2), float(g)
     if g <= 0:
         if m2 <= 0:
