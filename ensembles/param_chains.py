@@ -161,6 +161,10 @@ class ParamHMC:
         lat = theory.lattice
         self._pos = np.asarray(lat.positions(np), dtype=np.float64).reshape(theory.volume, theory.dim)
         self._P = np.asarray(lat.momenta(np), dtype=np.float64).reshape(theory.volume, theory.dim)
+        self._cos = self._sin = None
+        if theory.volume <= 1024:  # plane-wave tables cos(p.x), sin(p.x): V^2 doubles each
+            arg = self._P @ self._pos.T
+            self._cos, self._sin = np.cos(arg), np.sin(arg)
 
     @property
     def step_size(self):
@@ -232,32 +236,36 @@ class ParamHMC:
             emdh = np.where(np.isfinite(dH), np.exp(-np.where(np.isfinite(dH), dH, 0.0)), 0.0)
         return new, np.minimum(1.0, emdh), emdh
 
+    def _waves(self, k, c):
+        """cos(p_k . x + c) for one (k, c) per chain: shape (R, V)."""
+        if self._cos is not None:
+            cc, sc = np.cos(c)[:, None], np.sin(c)[:, None]
+            return self._cos[k] * cc - self._sin[k] * sc
+        return np.cos(self._P[k] @ self._pos.T + c[:, None])
+
     def _neuron_refresh(self, state, rng):
-        """Refresh one random neuron per chain from its prior; Metropolis on Delta S."""
+        """Refresh one random neuron per chain from its prior; Metropolis on Delta S (in place)."""
         th = self.theory
-        R, N = state["c"].shape
+        k, c, a = state["k"], state["c"], state["a"]
+        R, N = c.shape
         shape = state["phi"].shape
         j = rng.integers(0, N, size=R)
         rows = np.arange(R)
         kn = th.draw_momenta(R, rng)
         cn = math.pi * (2.0 * rng.random(R) - 1.0)
-        if self.gaussian:
-            an = th.sigma_a * rng.standard_normal(R)
-        else:
-            an = state["a"][rows, 0, j]
-        ko, co, ao = state["k"][rows, j], state["c"][rows, j], state["a"][rows, 0, j]
-        wave_new = an[:, None] * np.cos(np.einsum("vd,rd->rv", self._pos, self._P[kn]) + cn[:, None])
-        wave_old = ao[:, None] * np.cos(np.einsum("vd,rd->rv", self._pos, self._P[ko]) + co[:, None])
-        phi = state["phi"] + (wave_new - wave_old).reshape(shape)
+        ao = a[rows, 0, j]
+        an = th.sigma_a * rng.standard_normal(R) if self.gaussian else ao
+        delta = an[:, None] * self._waves(kn, cn) - ao[:, None] * self._waves(k[rows, j], c[rows, j])
+        phi = state["phi"] + delta.reshape(shape)
         dS = th.delta_S(phi)
         acc = np.log(rng.random(R)) < state["dS"] - dS
-        k, c, a = state["k"].copy(), state["c"].copy(), state["a"].copy()
-        r = rows[acc]
-        k[r, j[acc]] = kn[acc]
-        c[r, j[acc]] = cn[acc]
-        a[r, 0, j[acc]] = an[acc]
-        return {"k": k, "c": c, "a": a, "phi": _select(acc, phi, state["phi"]),
-                "dS": np.where(acc, dS, state["dS"])}, acc.mean()
+        r, ja = rows[acc], j[acc]
+        k[r, ja] = kn[acc]
+        c[r, ja] = cn[acc]
+        a[r, 0, ja] = an[acc]
+        state["phi"][acc] = phi[acc]
+        state["dS"] = np.where(acc, dS, state["dS"])
+        return state, acc.mean()
 
     def update(self, state, rng, host_rng):
         """One trajectory and ``neuron_updates`` neuron refreshes per chain.
@@ -267,6 +275,7 @@ class ParamHMC:
         lo, hi = self.n_steps_range()
         n = int(host_rng.integers(lo, hi + 1))
         state, acc, emdh = self._trajectory(state, rng, n)
+        state = {key: np.array(v) for key, v in state.items()}  # owned copies (updated in place)
         rates = []
         for _ in range(self.neuron_updates):
             state, r = self._neuron_refresh(state, rng)
@@ -429,7 +438,7 @@ def run_param_chain(sampler, n_chains, n_times, store=None, *, chunk_times=None,
             out[t] = state["phi"]
             if pk is not None:
                 for key in pk:
-                    pk[key].append(state[key])
+                    pk[key].append(np.array(state[key]))
         chunk_phi = out.reshape((T * R,) + th.shape)
         if fs is not None:
             fs.write_chunk(kc, chunk_phi)
