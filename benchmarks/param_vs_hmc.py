@@ -21,7 +21,14 @@ of updates (one trajectory + neuron refreshes, or one proposal); cost per indepe
 production wall time / N_eff. The machine is named and was shared with other jobs: compare the
 ratios within one run, not absolute times across runs.
 
+Width mode (``--widths N1 N2 ...``): for the arXiv:1904.12072 points (convention A, m^2 = -4,
+lambda_A = 6.975 at L = 6, 6.008 at L = 8; ``--points``) and a weak-coupling point, run ParamHMC on the
+deformed width-N cos-net (base = Hartree mass) at each width, extrapolate chi, G0, E and |M| in 1/N
+(``nnft.ensembles.width_extrapolation``) and compare with field-space HMC on the lattice action
+(z-scores). Quadratic observables in convention C (chi_A = chi_C / 2).
+
 Usage: python benchmarks/param_vs_hmc.py [--sizes 8 16] [--chains 16] [--times 400] [--out DIR]
+       python benchmarks/param_vs_hmc.py --widths 4 8 16 32 [--points 6 8 weak] (widths in units of V)
 """
 from __future__ import annotations
 
@@ -110,7 +117,12 @@ def main(argv=None):
     ap.add_argument("--no-independence", action="store_true")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--tag", default="")
+    ap.add_argument("--widths", type=float, nargs="+", default=None,
+                    help="width mode: widths N/V at which to run the deformed theory")
+    ap.add_argument("--points", nargs="+", default=["6", "8", "weak"])
     a = ap.parse_args(argv)
+    if a.widths:
+        return widths_mode(a)
     mach = machine()
     rows = []
     t_all = time.time()
@@ -143,6 +155,93 @@ def main(argv=None):
     (out / f"{name}.json").write_text(json.dumps(report, indent=1, default=float))
     (out / f"{name}.md").write_text(markdown(report))
     print(f"wrote {out / name}.md")
+
+
+POINTS = {"6": (6, {"convention": "A", "m2": -4.0, "lam": 6.975}),
+          "8": (8, {"convention": "A", "m2": -4.0, "lam": 6.008}),
+          "weak": (6, {"convention": "C", "m2": 0.5, "g": 0.5})}
+WOBS = ("chi", "G0", "E", "abs_M")
+
+
+def widths_mode(a):
+    from nnft.ensembles.deformed import width_extrapolation
+
+    mach = machine()
+    t_all = time.time()
+    out_rows = []
+    for key in a.points:
+        L, c = POINTS[key]
+        act = Phi4Action((L, L), **c)
+        actC = act.to("C")
+        V = L * L
+        ser = []
+        res = run_chain(HMC(actC, traj_length=1.0), a.chains, 4 * a.times,
+                        callback=lambda k, phi, w: ser.append(primary_series(phi, 2)), seed=V,
+                        n_therm=200)
+        ref = chain_observables(np.concatenate(ser), n_replicas=a.chains, volume=V,
+                                include_primary=False)
+        row = {"point": key, "L": L, "target": act.to_dict(), "hmc_acceptance": res.acceptance,
+               "hmc": {o: [float(ref.sel(observable=o).value), float(ref.sel(observable=o).error)]
+                       for o in WOBS}, "widths": []}
+        print(key, "HMC", row["hmc"], flush=True)
+        for f in a.widths:
+            N = int(round(f * V))
+            th = DeformedCosNet.from_action(act, N)
+            ser = []
+            r = run_param_chain(ParamHMC(th), a.chains, a.times,
+                                callback=lambda k, phi, w: ser.append(primary_series(phi, 2)),
+                                seed=N, n_therm=100)
+            ds = chain_observables(np.concatenate(ser), n_replicas=a.chains, volume=V,
+                                   include_primary=False)
+            w = {"N": N, "acceptance": r.acceptance, "wall_s": r.timings["production"],
+                 "base_m2": th.spec.m2}
+            for o in WOBS:
+                d = ds.sel(observable=o)
+                w[o] = [float(d.value), float(d.error), float(d.tau_int)]
+            row["widths"].append(w)
+            print(key, N, {o: w[o] for o in WOBS}, flush=True)
+        row["extrapolation"] = {}
+        Ns = [w["N"] for w in row["widths"]]
+        for o in WOBS:
+            vals = [w[o][0] for w in row["widths"]]
+            errs = [w[o][1] for w in row["widths"]]
+            fit = width_extrapolation(Ns, vals, errs) if len(Ns) >= 2 else None
+            if fit is not None:
+                hv, he = row["hmc"][o]
+                z = (fit["value"] - hv) / math.hypot(fit["error"], he)
+                row["extrapolation"][o] = {"value": fit["value"], "error": fit["error"],
+                                           "p_value": fit["p_value"], "z_vs_hmc": z}
+        out_rows.append(row)
+    rep = {"machine": mach, "settings": vars(a), "rows": out_rows, "total_wall_s": time.time() - t_all}
+    name = "param-vs-hmc-widths-" + "".join(ch if ch.isalnum() else "-" for ch in mach["cpu"]).strip("-")[:40]
+    name += f"-{mach['cores']}cores" + (f"-{a.tag}" if a.tag else "")
+    outd = Path(a.out)
+    outd.mkdir(parents=True, exist_ok=True)
+    (outd / f"{name}.json").write_text(json.dumps(rep, indent=1, default=float))
+    lines = ["# Deformed width-N cos-net: 1/N extrapolation against field-space HMC (2D phi^4)", "",
+             f"Machine: {mach['cpu']}, {mach['cores']} cores (shared; load {mach['load_avg_1_5_15']}). "
+             f"ParamHMC {a.chains} chains x {a.times}; field HMC {a.chains} x {4 * a.times} "
+             f"(tau_MD = 1, acceptance tuned to 0.8). Observables in convention C; fit "
+             "O(N) = O_inf + b/N, weighted least squares; z = (O_inf - HMC)/combined error.", ""]
+    for row in out_rows:
+        lines += [f"## point {row['point']}: L = {row['L']}, target {row['target']}", "",
+                  "| N | acc | " + " | ".join(WOBS) + " | tau(chi) |",
+                  "|---|---|" + "---|" * (len(WOBS) + 1)]
+        for w in row["widths"]:
+            lines.append(f"| {w['N']} | {w['acceptance']:.2f} | " + " | ".join(
+                f"{w[o][0]:.4g}({w[o][1]:.2g})" for o in WOBS) + f" | {w['chi'][2]:.2f} |")
+        lines.append("| N -> inf (1/N fit) | | " + " | ".join(
+            f"{row['extrapolation'][o]['value']:.4g}({row['extrapolation'][o]['error']:.2g}) "
+            f"p={row['extrapolation'][o]['p_value']:.2g}" for o in WOBS if o in row["extrapolation"])
+            + " | |")
+        lines.append("| field HMC | " + f"{row['hmc_acceptance']:.2f} | " + " | ".join(
+            f"{row['hmc'][o][0]:.4g}({row['hmc'][o][1]:.2g})" for o in WOBS) + " | |")
+        lines.append("| z (extrapolation vs HMC) | | " + " | ".join(
+            f"{row['extrapolation'][o]['z_vs_hmc']:.1f}" for o in WOBS if o in row["extrapolation"])
+            + " | |")
+        lines.append("")
+    (outd / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {outd / name}.md")
 
 
 def markdown(rep):

@@ -138,7 +138,7 @@ class ParamHMC:
     phase_mass : float
         Kinetic mass mu of the phases (their momentum is N(0, mu)).
     neuron_updates : int, optional
-        Single-neuron refresh proposals per trajectory (default ``min(N, 16)``); 0 keeps the
+        Single-neuron refresh proposals per trajectory (default ``min(N, 4)``); 0 keeps the
         momenta fixed (then the chain is not ergodic in k: use only for diagnostics).
     """
 
@@ -155,7 +155,7 @@ class ParamHMC:
         self.n_steps_jitter = j
         self.phase_mass = _pos_float(phase_mass, "phase_mass")
         if neuron_updates is None:
-            neuron_updates = min(theory.width, 16)
+            neuron_updates = min(theory.width, 4)
         self.neuron_updates = _nonneg_int(neuron_updates, "neuron_updates")
         self.gaussian = theory.spec.amplitude == "gaussian"
         lat = theory.lattice
@@ -190,11 +190,39 @@ class ParamHMC:
 
     # -- dynamics
     def _grad(self, k, c, a):
+        """Field and (dDelta S/dalpha, dDelta S/dc) at fixed momenta, by complex FFTs.
+
+        ``phi = Re(V ifftn(A))`` with ``A_p = sum_{i: p_i = p} a_i e^{i(c_i + p.origin)}`` (two
+        bincounts), and ``sum_x f_x e^{i p.x} = V ifftn(f)(p)``; the phase factors are shared by
+        the field and the force. Same values as ``theory.fields`` / ``theory.param_gradient``.
+        """
         th = self.theory
-        p = {"k": k, "c": c, "a": a}
-        phi = th.fields(p)
-        ga, gc = th.param_gradient(p, phi)
-        return phi, ga * th.sigma_a, gc
+        R, N = c.shape
+        V = th.volume
+        axes = tuple(range(1, 1 + th.dim))
+        phi, idx, ct, st = self._fields(k, c, a)
+        a1 = a[:, 0, :]
+        f = th.site_force(phi)
+        Gk = (np.fft.ifftn(f, axes=axes).reshape(R * V) * V)[idx].reshape(R, N)
+        zr = Gk.real * ct - Gk.imag * st
+        zi = Gk.real * st + Gk.imag * ct
+        return phi, zr * th.sigma_a, -a1 * zi
+
+    def _fields(self, k, c, a):
+        """Fields (R, *shape) by one complex inverse FFT; also the bin indices and phase factors."""
+        th = self.theory
+        R, N = c.shape
+        V = th.volume
+        idx = (k + (np.arange(R, dtype=np.int64) * V)[:, None]).ravel()
+        theta = c + th._origin_phase[k]
+        ct, st = np.cos(theta), np.sin(theta)
+        a1 = a[:, 0, :]
+        A = np.empty(R * V, dtype=np.complex128)
+        A.real = np.bincount(idx, weights=(a1 * ct).ravel(), minlength=R * V)
+        A.imag = np.bincount(idx, weights=(a1 * st).ravel(), minlength=R * V)
+        phi = np.fft.ifftn(A.reshape((R,) + th.shape), axes=tuple(range(1, 1 + th.dim))).real
+        phi *= V
+        return phi, idx, ct, st
 
     def _trajectory(self, state, rng, n):
         th, eps, mu = self.theory, self.eps, self.phase_mass
@@ -283,9 +311,8 @@ class ParamHMC:
         self.last_neuron_acceptance = float(np.mean(rates)) if rates else float("nan")
         # recompute the field from the parameters now and then to stop round-off drift
         if self.neuron_updates:
-            th = self.theory
-            phi = th.fields(state)
-            state = dict(state, phi=phi, dS=th.delta_S(phi))
+            phi = self._fields(state["k"], state["c"], state["a"])[0]
+            state = dict(state, phi=phi, dS=self.theory.delta_S(phi))
         return state, acc, emdh
 
 

@@ -146,3 +146,14 @@ def test_width_extrapolation_agrees_with_field_space_hmc():
     # companion: the width-8 deformed network theory is not lattice phi^4
     z8 = (vals[0] - ref.value) / math.hypot(errs[0], ref.error)
     assert abs(z8) > 5
+
+
+def test_hmc_fast_evaluation_matches_theory():
+    th = DeformedCosNet(LatticeCosNet(width=20, m2=0.3), Lattice((4, 6), origin=0.3),
+                        LatticePotential({4: 0.1, 3: 0.2, 1: 0.1}))
+    p = th.draw(3, np.random.default_rng(0))
+    phi, ga, gc = ParamHMC(th)._grad(p["k"], p["c"], p["a"])
+    ref = th.fields(p)
+    ga2, gc2 = th.param_gradient(p, ref)
+    assert np.allclose(phi, ref) and np.allclose(ga, ga2 * th.sigma_a) and np.allclose(gc, gc2)
+    assert not np.allclose(ga, -ga2 * th.sigma_a)
