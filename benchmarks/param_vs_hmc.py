@@ -1,7 +1,7 @@
 """Parameter-space Markov chains (deformed cos-net) against field-space HMC on 2D phi^4.
 
 Theory: 2D lattice phi^4, convention C, S = sum_x [1/2 (d phi)^2 + 1/2 m^2 phi^2 + (g/4!) phi^4],
-at fixed m L (m_E L = 4 with m_E = 2 arcsinh(m/2), the free table of the physics notes) and fixed
+at fixed m L (m_E L = 4 with m_E = 2 arcsinh(m/2), the bare free-field mass) and fixed
 g/m^2 (``--g-over-m2``; g has mass dimension 2 in d = 2, so this is a line of constant physics
 towards the continuum / critical point as L grows).
 
@@ -120,7 +120,12 @@ def main(argv=None):
     ap.add_argument("--widths", type=float, nargs="+", default=None,
                     help="width mode: widths N/V at which to run the deformed theory")
     ap.add_argument("--points", nargs="+", default=["6", "8", "weak"])
+    ap.add_argument("--from-json", default=None, help="re-render the markdown of a result JSON")
     a = ap.parse_args(argv)
+    if a.from_json:
+        rep = json.loads(Path(a.from_json).read_text())
+        Path(a.from_json).with_suffix(".md").write_text(markdown(rep))
+        return None
     if a.widths:
         return widths_mode(a)
     mach = machine()
@@ -244,6 +249,23 @@ def widths_mode(a):
     print(f"wrote {outd / name}.md")
 
 
+def _by_kind(rows):
+    import re
+
+    out = {}
+    for r in rows:
+        m = r["method"]
+        if m.startswith("field HMC"):
+            tl = float(re.search(r"tau_MD=([0-9.]+)", m).group(1))
+            kind = "field HMC (tau_MD=1)" if tl == 1.0 and r["L"] > 4 else "field HMC (tau_MD=L/4)"
+            if r["L"] <= 4:
+                kind = "field HMC (tau_MD=1)"
+        else:
+            kind = m.split(" (")[0] + " (N=V)"
+        out.setdefault(kind, []).append(r)
+    return out
+
+
 def markdown(rep):
     m, s = rep["machine"], rep["settings"]
     lines = [f"# Parameter-space chains vs field-space HMC, 2D phi^4 at fixed m L",
@@ -273,6 +295,17 @@ def markdown(rep):
             vals = " | ".join(f"{r[o]['value']:.4g}({r[o]['error']:.2g})" for o in OBS)
             lines.append(f"| {L} | {r['method']} | {r.get('acceptance', float('nan')):.3g} | {tau} | "
                          f"{cost} | {ratio} | {vals} |")
+    lines += ["", "Critical slowing down: z from a least-squares fit of log tau_int (and of log cost per "
+              "independent sample) against log L over the sizes run (fixed m L, so xi grows like L).",
+              "", "| method | z from tau(abs M) | tau(chi) | tau(E) | z_cost abs M | chi | E |",
+              "|---|---|---|---|---|---|---|"]
+    for kind, rows in _by_kind(rep["rows"]).items():
+        if len(rows) < 2:
+            continue
+        Ls = np.log([r["L"] for r in rows])
+        zt = [np.polyfit(Ls, np.log([r[o]["tau_int"] for r in rows]), 1)[0] for o in OBS]
+        zc = [np.polyfit(Ls, np.log([r[o]["cost_per_indep_s"] for r in rows]), 1)[0] for o in OBS]
+        lines.append(f"| {kind} | " + " | ".join(f"{z:.2f}" for z in zt + zc) + " |")
     lines += ["", "Sampler settings:", ""]
     for r in rep["rows"]:
         keep = {k: v for k, v in r.items() if k not in OBS and k not in ("theory",)}
