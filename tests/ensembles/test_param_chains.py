@@ -1,4 +1,5 @@
 """Parameter-space chains of the deformed cos-net against exact quadrature, reweighting and HMC."""
+import functools
 import itertools
 import math
 
@@ -25,6 +26,8 @@ def exact_moments(th, n_a=81, n_c=32):
     x = np.linspace(-8, 8, n_a)
     w = np.exp(-x ** 2 / 2)
     w /= w.sum()
+    if th.spec.amplitude == "constant":  # a_i = sigma_a exactly
+        x, w = np.ones(1), np.ones(1)
     cs = -np.pi + 2 * np.pi * np.arange(n_c) / n_c
     pos = np.asarray(th.lattice.positions()).reshape(V, th.dim)
     P = np.asarray(th.lattice.momenta()).reshape(V, th.dim)
@@ -46,6 +49,14 @@ def exact_moments(th, n_a=81, n_c=32):
     return num2 / den, num4 / den
 
 
+@functools.lru_cache(maxsize=None)
+def _exact(shape, N, c4, amplitude="gaussian"):
+    """Quadrature moments of the test theory (cached: shared by both samplers' tests)."""
+    th = DeformedCosNet(LatticeCosNet(width=N, m2=0.5, amplitude=amplitude), Lattice(shape),
+                        LatticePotential({**COEFFS, 4: c4}))
+    return exact_moments(th)
+
+
 def _chain_moments(sampler, R, T, seed):
     out = []
     res = run_param_chain(sampler, R, T, callback=lambda k, phi, lw: out.append(
@@ -58,15 +69,25 @@ def _chain_moments(sampler, R, T, seed):
 @pytest.mark.parametrize("kind", ["independence", "hmc"])
 def test_chains_reproduce_quadrature(shape, N, kind):
     th = DeformedCosNet(LatticeCosNet(width=N, m2=0.5), Lattice(shape), LatticePotential(COEFFS))
-    e2, e4 = exact_moments(th)
+    e2, e4 = _exact(shape, N, COEFFS[4])
     sampler = IndependenceSampler(th) if kind == "independence" else ParamHMC(th)
-    g2, g4, res = _chain_moments(sampler, 32, 500, seed=11 + N)
+    g2, g4, res = _chain_moments(sampler, 32, 400, seed=11 + N)
     assert abs(g2.z(e2)) < 5 and abs(g4.z(e4)) < 5, (g2, e2, g4, e4)
     assert 0.3 < res.acceptance < 0.95
     # companion: the same chains are inconsistent with the theory at twice the quartic coupling
-    wrong = DeformedCosNet(th.spec, th.lattice, LatticePotential({**COEFFS, 4: 1.0}))
-    w2, _ = exact_moments(wrong)
+    w2, _ = _exact(shape, N, 2 * COEFFS[4])
     assert abs(g2.z(w2)) > 5
+
+
+@pytest.mark.parametrize("kind", ["independence", "hmc"])
+def test_constant_amplitudes_reproduce_quadrature(kind):
+    th = DeformedCosNet(LatticeCosNet(width=2, m2=0.5, amplitude="constant"), Lattice((2,)),
+                        LatticePotential(COEFFS))
+    e2, e4 = _exact((2,), 2, COEFFS[4], "constant")
+    sampler = IndependenceSampler(th) if kind == "independence" else ParamHMC(th)
+    g2, g4, _ = _chain_moments(sampler, 32, 400, seed=21)
+    assert abs(g2.z(e2)) < 5 and abs(g4.z(e4)) < 5, (g2, e2, g4, e4)
+    assert abs(g2.z(_exact((2,), 2, 2 * COEFFS[4], "constant")[0])) > 5
 
 
 def test_hmc_energy_identity_and_store_format(tmp_path):
@@ -128,7 +149,7 @@ def test_width_extrapolation_agrees_with_field_space_hmc():
 
     act = Phi4Action((4, 4), "C", m2=0.5, g=3.0)
     hmc = []
-    run_chain(HMC(act), 16, 400, callback=lambda k, phi, w: hmc.append(primary_series(phi, 2)),
+    run_chain(HMC(act), 16, 300, callback=lambda k, phi, w: hmc.append(primary_series(phi, 2)),
               seed=1, n_therm=50)
     ref = gamma_error(np.concatenate(hmc)[:, 3], 16)  # <phi^2>
     widths, vals, errs = [8, 16, 64], [], []
