@@ -216,7 +216,8 @@ def widths_mode(a):
                 hv, he = row["hmc"][o]
                 z = (fit["value"] - hv) / math.hypot(fit["error"], he)
                 row["extrapolation"][o] = {"value": fit["value"], "error": fit["error"],
-                                           "p_value": fit["p_value"], "z_vs_hmc": z}
+                                           "p_value": fit["p_value"], "z_vs_hmc": z,
+                                           "fit_verdict": fit["fit_verdict"]}
         out_rows.append(row)
     rep = {"machine": mach, "settings": vars(a), "rows": out_rows, "total_wall_s": time.time() - t_all}
     name = "param-vs-hmc-widths-" + "".join(ch if ch.isalnum() else "-" for ch in mach["cpu"]).strip("-")[:40]

@@ -376,7 +376,7 @@ def hartree_mass(m2, g, lattice):
     return float(brentq(f, 1e-12, hi, xtol=1e-14, rtol=1e-13))
 
 
-def width_extrapolation(widths, values, errors, order=1):
+def width_extrapolation(widths, values, errors, order=1, alpha=0.01):
     """Weighted least-squares extrapolation of ``O(N) = O_inf + b_1/N (+ b_2/N^2)`` to N -> infinity.
 
     Parameters
@@ -387,13 +387,17 @@ def width_extrapolation(widths, values, errors, order=1):
         Observable and its standard error (independent between widths).
     order : {1, 2}
         Degree of the polynomial in 1/N.
+    alpha : float
+        Significance level of the goodness-of-fit test of the 1/N form.
 
     Returns
     -------
     dict
         ``value`` and ``error`` (the N -> infinity intercept), ``slope`` (b_1), ``chi2``, ``dof``,
         ``p_value`` (of the fit; a small value says the 1/N form does not describe the data),
-        ``covariance`` of the coefficients.
+        ``covariance`` of the coefficients, and ``fit_verdict``: "consistent" (p >= alpha),
+        "inconsistent" (p < alpha: do not trust ``value``) or "inconclusive" (no degree of freedom
+        left to test the form).
     """
     from scipy.stats import chi2 as chi2_dist
 
@@ -417,8 +421,13 @@ def width_extrapolation(widths, values, errors, order=1):
     chi2 = float(r @ r)
     dof = int(N.size - order - 1)
     p = float(chi2_dist.sf(chi2, dof)) if dof > 0 else float("nan")
+    if dof == 0:
+        verdict = "inconclusive"
+    else:
+        verdict = "consistent" if p >= alpha else "inconsistent"
     return {"value": float(beta[0]), "error": float(math.sqrt(cov[0, 0])),
-            "slope": float(beta[1]), "chi2": chi2, "dof": dof, "p_value": p, "covariance": cov}
+            "slope": float(beta[1]), "chi2": chi2, "dof": dof, "p_value": p, "covariance": cov,
+            "fit_verdict": verdict}
 
 
 def _weighted_mean_err(v, lw):

@@ -124,7 +124,9 @@ def test_width_extrapolation_recovers_intercept_and_is_calibrated():
     # a 1/N^2-dominated truth is rejected by the first-order fit, and its intercept is off
     y = 1.0 + 20.0 / Ns ** 2
     fit = width_extrapolation(Ns, y, err)
-    assert fit["p_value"] < 1e-6
+    assert fit["p_value"] < 1e-6 and fit["fit_verdict"] == "inconsistent"
+    assert width_extrapolation(Ns, 1.0 + 0.8 / Ns, err)["fit_verdict"] == "consistent"
+    assert width_extrapolation(Ns[:2], [1.1, 1.05], err[:2])["fit_verdict"] == "inconclusive"
     fit2 = width_extrapolation(Ns, y, err, order=2)
     assert abs(fit2["value"] - 1.0) < 1e-8
     with pytest.raises(ValueError, match="order"):
