@@ -16,6 +16,10 @@ from .exact import (exact_connected, exact_moments, exact_W, W_cumulant_series, 
                     deviation_exact, gp_connected, exact_two_point, estimator_variance,
                     plan_samples)
 from .deep import deep_leading_connected, deep_linear_connected
+from .deformed import (DeformedCosNet, LatticePotential, reweighting_nongaussianity,
+                       width_extrapolation)
+from .param_chains import (IndependenceSampler, ParamChainResult, ParamHMC, load_param_chunk,
+                           run_param_chain)
 
 __all__ = [
     "Spec", "GaussNet", "ErfNet", "ReLUNet", "TanhNet", "ActivationNet", "DeepMLP",
@@ -27,4 +31,6 @@ __all__ = [
     "exact_W", "W_cumulant_series", "neuron_moments", "deviation_exact", "gp_connected",
     "exact_two_point", "estimator_variance", "plan_samples", "deep_leading_connected",
     "deep_linear_connected",
+    "DeformedCosNet", "LatticePotential", "reweighting_nongaussianity", "width_extrapolation",
+    "IndependenceSampler", "ParamHMC", "ParamChainResult", "run_param_chain", "load_param_chunk",
 ]
