@@ -16,78 +16,20 @@ from __future__ import annotations
 
 import itertools
 import math
-from functools import lru_cache
 
 import numpy as np
 import xarray as xr
 
 from .accumulators import PointMoments, normalize_tuples
-from .measure import Measurement, measure
+from .cluster import cosnet_g4c
+from .combinatorics import cumulant_from_central, joint_cumulant, pairings, set_partitions
+from .errors import tree_merge_copy
+from .measure import Measurement, block_assignment, measure
 
 __all__ = ["set_partitions", "joint_cumulant", "cumulant_from_central", "sample_cumulant",
            "moments", "connected_correlator", "gp_npoint", "deviation_measure",
            "scaling_fit", "cosnet_connected_4pt", "single_neuron_connected",
            "tuples_coordinate"]
-
-
-# ----------------------------------------------------------------------------------------------
-@lru_cache(maxsize=None)
-def set_partitions(n: int) -> tuple:
-    """All set partitions of ``range(n)`` as tuples of blocks (tuples of positions)."""
-    if n < 0:
-        raise ValueError("n must be >= 0")
-    if n == 0:
-        return ((),)
-    out = []
-    for p in set_partitions(n - 1):
-        # put n-1 into each existing block, or into a block of its own
-        for i in range(len(p)):
-            out.append(tuple(b + (n - 1,) if j == i else b for j, b in enumerate(p)))
-        out.append(p + ((n - 1,),))
-    return tuple(out)
-
-
-@lru_cache(maxsize=None)
-def _partitions_no_singletons(n: int) -> tuple:
-    return tuple((len(p), p) for p in set_partitions(n) if all(len(b) > 1 for b in p))
-
-
-def _coef(k):
-    return (-1) ** (k - 1) * math.factorial(k - 1)
-
-
-def joint_cumulant(moment, n: int):
-    """Joint cumulant of order ``n`` from a moment function.
-
-    ``moment(block)`` returns E[prod_{i in block} phi(x_i)] for a tuple of positions
-    ``block`` (a subset of ``range(n)``). Works for scalars and arrays.
-    """
-    total = 0.0
-    for p in set_partitions(n):
-        term = _coef(len(p))
-        for b in p:
-            term = term * moment(b)
-        total = total + term
-    return total
-
-
-def cumulant_from_central(key, central: dict, mean: dict | None = None):
-    """Joint cumulant of the points ``key`` from a table of central moments.
-
-    ``central`` maps sorted index tuples to central moments E[prod (phi_i - <phi_i>)];
-    ``mean`` maps a site to its mean (used for order 1 only).
-    """
-    key = tuple(key)
-    n = len(key)
-    if n == 1:
-        return 0.0 if mean is None else float(mean[key[0]])
-    total = 0.0
-    for k, p in _partitions_no_singletons(n):
-        term = _coef(k)
-        for b in p:
-            term *= central[tuple(sorted(key[i] for i in b))]
-        total += term
-    return total
 
 
 def sample_cumulant(x, weights=None) -> float:
@@ -239,20 +181,6 @@ def connected_correlator(source, tuples, *, order=None, blocks=20, error: str = 
 
 
 # ----------------------------------------------------------------------------------------------
-@lru_cache(maxsize=None)
-def _pairings(n: int) -> tuple:
-    if n == 0:
-        return ((),)
-    if n % 2:
-        return ()
-    out = []
-    for j in range(1, n):
-        rest = [i for i in range(1, n) if i != j]
-        for p in _pairings(n - 2):
-            out.append(((0, j),) + tuple((rest[a], rest[b]) for a, b in p))
-    return tuple(out)
-
-
 def gp_npoint(kernel, tuples) -> np.ndarray:
     """Full n-point function of a zero-mean Gaussian process: Wick sum over pairings.
 
@@ -265,7 +193,7 @@ def gp_npoint(kernel, tuples) -> np.ndarray:
     out = np.zeros(len(keys))
     for i, k in enumerate(keys):
         tot = 0.0
-        for p in _pairings(len(k)):
+        for p in pairings(len(k)):
             term = 1.0
             for a, b in p:
                 term *= K[k[a], k[b]]
@@ -309,8 +237,6 @@ def deviation_measure(source, tuples, gp, *, n_sub: int = 10, executor: str = "s
     f = _moments_fn(name, keys, "raw")
     subs = meas.blocks
     if len(subs) > n_sub:  # a Measurement with finer blocks: merge contiguous ones
-        from .errors import tree_merge_copy
-        from .measure import block_assignment
 
         subs = [tree_merge_copy([subs[i] for i in g])
                 for g in block_assignment(range(len(subs)), n_sub)]
@@ -398,7 +324,6 @@ def cosnet_connected_4pt(G, tuples, width: int, kurtosis: float = 3.0) -> np.nda
     kurtosis : float
         k = E[a^4]/(E[a^2])^2 (3 for Gaussian amplitudes, 1 for constant ones).
     """
-    from .cluster import cosnet_g4c
 
     keys = normalize_tuples(tuples)
     if any(len(k) != 4 for k in keys):
@@ -426,7 +351,7 @@ def single_neuron_connected(E2, E4, tuples, width: int, sigma: float = 1.0,
     for t, k in enumerate(keys):
         n = len(k)
         if n == 4:
-            s = sum(E2(k[a], k[b]) * E2(k[c], k[d]) for (a, b), (c, d) in _pairings(4))
+            s = sum(E2(k[a], k[b]) * E2(k[c], k[d]) for (a, b), (c, d) in pairings(4))
             out[t] = sigma ** 4 / width * (3.0 * E4(*k) - s)
         elif n == 6:
             if E6 is None:
@@ -436,7 +361,7 @@ def single_neuron_connected(E2, E4, tuples, width: int, sigma: float = 1.0,
                 rest = [i for i in range(6) if i not in pair]
                 s42 += E4(*(k[i] for i in rest)) * E2(k[pair[0]], k[pair[1]])
             s222 = sum(E2(k[a], k[b]) * E2(k[c], k[d]) * E2(k[e], k[f])
-                       for (a, b), (c, d), (e, f) in _pairings(6))
+                       for (a, b), (c, d), (e, f) in pairings(6))
             out[t] = sigma ** 6 / width ** 2 * (15.0 * E6(*k) - 3.0 * s42 + 2.0 * s222)
         else:
             raise ValueError("tuples must have 4 or 6 points")

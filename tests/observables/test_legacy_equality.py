@@ -35,7 +35,16 @@ def test_equal_to_the_legacy_engine(name, reference, current):
     assert ref, f"no reference numbers for {name}"
     assert set(got) == set(ref), set(got) ^ set(ref)
     for k, v in ref.items():
-        np.testing.assert_allclose(got[k], v, rtol=1e-9, atol=1e-12, err_msg=k)
+        np.testing.assert_allclose(got[k], v, rtol=_rtol(k), atol=1e-12, err_msg=k)
+
+
+# outputs of iterative nonlinear least squares (scipy curve_fit): the optimiser's stopping point
+# moves with float64 rounding of its inputs, which it amplifies by its condition number
+_FITTED = ("@rate", "@rate_error", "@rate_chi2", "@power", "@power_error")
+
+
+def _rtol(key):
+    return 1e-7 if key.split("/")[-1] in _FITTED else 1e-9
 
 
 def test_the_comparison_can_fail(reference, current):
