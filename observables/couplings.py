@@ -22,10 +22,16 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
+import xarray as xr
+from scipy import stats
 
-from .symmetry import JackknifeResult, _jk_error, assess_deviations, correlator_replicas
+from .combinatorics import local_tuples, pairs_and_rest, random_tuples
+from .jackknife import JackknifeResult
+from .jackknife import jackknife_error as _jk_error
+from .symmetry import assess_deviations, correlator_replicas
 
 __all__ = [
     "vertex_sum",
@@ -190,8 +196,6 @@ def fit_quartic(delta_g4, error, vertex, *, replicas=None):
     -------
     dict: ``lam``, ``lam_error``, ``chi2`` (diagonal), ``dof``, ``p_value``, ``lam_replicas``.
     """
-    from scipy import stats
-
     y = np.real(np.asarray(delta_g4, dtype=complex if np.iscomplexobj(delta_g4) else float))
     s = np.asarray(error, dtype=float)
     v = -24.0 * np.asarray(vertex, dtype=float)
@@ -215,41 +219,6 @@ def fit_quartic(delta_g4, error, vertex, *, replicas=None):
     else:
         out["lam_error"] = float(1 / math.sqrt(den))
     return out
-
-
-def _random_tuples(rng, V, n, count):
-    return np.array([rng.choice(V, size=n, replace=n > V) for _ in range(count)], dtype=np.int64)
-
-
-def local_tuples(lattice, n, count, *, seed=0):
-    """Tuples of n sites near the origin, first (0,..,0), then random multisets of the origin and
-    its nearest neighbours (where a quartic vertex signal is largest); deduplicated."""
-    rng = np.random.default_rng(seed)
-    shape = tuple(lattice.shape)
-    d = len(shape)
-    offs = [np.zeros(d, dtype=np.int64)]
-    for mu in range(d):
-        for sgn in (1, -1):
-            e = np.zeros(d, dtype=np.int64)
-            e[mu] = sgn
-            offs.append(e)
-    offs = np.array(offs)
-    periodic = getattr(lattice, "boundary", "periodic") == "periodic"
-    if not periodic:
-        offs = offs + np.asarray(shape) // 2
-    seen = {(0,) * n}
-    out = [np.zeros(n, dtype=np.int64)]
-    tries = 0
-    while len(out) < count and tries < 100 * count:
-        tries += 1
-        pick = np.sort(rng.integers(0, len(offs), size=n))
-        key = tuple(pick.tolist())
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(pick)
-    coords = offs[np.array(out)] % np.asarray(shape)
-    return np.ravel_multi_index(tuple(np.moveaxis(coords, -1, 0)), shape)
 
 
 def quartic_coupling(source, lattice, kernel, *, tuples=None, n_tuples=24, average=True,
@@ -286,8 +255,6 @@ def quartic_coupling(source, lattice, kernel, *, tuples=None, n_tuples=24, avera
         ``lam``, ``lam_error``, ``chi2``, ``dof``, ``p_value`` (diagonal chi^2 of the local fit).
         With ``return_result=True`` also the JackknifeResult of delta_g4 (tuple-averaged).
     """
-    import xarray as xr
-
     if tuples is None:
         tuples = local_tuples(lattice, 4, n_tuples, seed=seed)
     tuples = np.asarray(tuples, dtype=np.int64)
@@ -345,8 +312,6 @@ def running_quartic(delta_g4, error, points, tuples, kernel_fn, cutoffs, *, repl
     -------
     xarray.Dataset over ``cutoff``: ``lam``, ``lam_error``, ``chi2``, ``dof``.
     """
-    import xarray as xr
-
     cutoffs = np.asarray(cutoffs, dtype=float)
     rows = []
     for lam_c in cutoffs:
@@ -362,13 +327,6 @@ def running_quartic(delta_g4, error, points, tuples, kernel_fn, cutoffs, *, repl
 # --------------------------------------------------------------------------------------------
 # 6-point
 # --------------------------------------------------------------------------------------------
-def _pairs_and_rest(n=6):
-    out = []
-    for a, b in itertools.combinations(range(n), 2):
-        out.append(((a, b), tuple(i for i in range(n) if i not in (a, b))))
-    return out
-
-
 def predict_delta_g6(lam, kernel, tuples6, *, offset=0.0, vertex_fn=None, lattice=None):
     """First-order prediction ``Delta G6 = -24 lambda sum_15 K(x_a, x_b) V4(rest)``.
 
@@ -392,7 +350,7 @@ def predict_delta_g6(lam, kernel, tuples6, *, offset=0.0, vertex_fn=None, lattic
     K = _kernel_matrix(kernel, lattice)
     vf = vertex_fn or (lambda tt: vertex_sum(K, tt, offset=offset))
     tot = np.zeros(t.shape[0])
-    for (a, b), rest in _pairs_and_rest():
+    for (a, b), rest in pairs_and_rest(6):
         tot += K[t[:, a], t[:, b]] * vf(t[:, list(rest)])
     lam = np.asarray(lam, dtype=float)
     return -24.0 * (lam[..., None] if lam.ndim else lam) * tot
@@ -427,12 +385,10 @@ def six_point_check(source, lattice, kernel, *, tuples4=None, tuples6=None, n_tu
     xarray.Dataset over ``tuple``: ``measured``, ``predicted``, ``error``, ``z``; attrs
     ``lam``, ``lam_error``, ``verdict`` ("consistent"/"inconsistent"), ``max_abs_z``, ...
     """
-    import xarray as xr
-
     rng = np.random.default_rng(seed)
     V = int(np.prod(lattice.shape))
-    t4 = _random_tuples(rng, V, 4, n_tuples) if tuples4 is None else np.asarray(tuples4)
-    t6 = _random_tuples(rng, V, 6, n_tuples) if tuples6 is None else np.asarray(tuples6)
+    t4 = random_tuples(rng, V, 4, n_tuples) if tuples4 is None else np.asarray(tuples4)
+    t6 = random_tuples(rng, V, 6, n_tuples) if tuples6 is None else np.asarray(tuples6)
     r4, g4 = _translates(lattice, t4, average)
     r6, g6 = _translates(lattice, t6, average)
     res4 = correlator_replicas(source, r4, stat="connected", n_blocks=n_blocks,
@@ -487,8 +443,6 @@ def amputated_vertex(source, lattice, momenta=None, *, Gt=None, n_momenta=16, n_
     xarray.Dataset over ``q``: ``lam_eff``, ``error``, ``psum2`` (sum_i phat^2(p_i)),
     ``k`` (the four momentum indices); attrs describe conventions.
     """
-    import xarray as xr
-
     if getattr(lattice, "boundary", "open") != "periodic":
         raise ValueError("lattice: the momentum-space vertex needs a periodic Lattice")
     shape = tuple(lattice.shape)
@@ -566,8 +520,6 @@ def vertex_models(ds, *, x="psum2"):
     errors, chi2, dof, p_value), and ``delta_chi2`` / ``p_linear_needed`` (likelihood-ratio test
     of the extra parameter: small p means the coupling is not local).
     """
-    from scipy import stats
-
     y = np.asarray(ds["lam_eff"])
     s = np.asarray(ds["error"])
     X = np.asarray(ds[x])
@@ -620,7 +572,6 @@ def plot_coupling_flow(ds, path, *, expected=None, title=None):
     ax.set_title(title or "quartic coupling flow")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from pathlib import Path
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
