@@ -2,10 +2,16 @@
 
 Accumulators (``update``/``merge``/``result``, shifted float64, weighted), the streaming
 driver :func:`measure`, connected correlators, propagator tools, errors and plots.
+
+Every measurement built on the per-block feature-moment engine is also a *plan*
+(:mod:`nnft.observables.plan`): ``run_plans(store, {"t": translation_plan(lattice), ...})``
+runs any number of them in one pass over the store (or, with :func:`stream_plans`, over the
+generator's chunks).
 """
 from .accumulators import (Accumulator, FourierTwoPoint, PointMoments, SampleFunction,
                            ScalarObservables, Series, SiteMean, SiteMoments, TwoPointMatrix,
-                           multiset_closure, normalize_tuples)
+                           FeatureMoments, SourceExponentials, multiset_closure,
+                           normalize_tuples)
 from .errors import (ErrorEstimate, error_methods, estimate, get_error_method, jackknife,
                      register_error_method)
 from .measure import ArraySource, Measurement, StreamingMeasurement, measure, open_source
@@ -17,13 +23,17 @@ from .propagator import (correlation_length, effective_mass, momentum_propagator
                          two_point_matrix)
 from .gamma import (GammaResult, chain_observables, gamma_effective_mass, gamma_error, make_obs,
                     n_eff, tau_int)
-from . import cluster, couplings, generating, rg, symmetry
-from .symmetry import (assess_deviations, check_hypercubic, check_internal_rotation,
-                       check_translation, correlator_replicas)
-from .cluster import cluster_profile, cosnet_g6c, fit_decay
+from . import cluster, combinatorics, couplings, generating, jackknife, plan, rg, symmetry
+from .jackknife import JackknifeResult, feature_replicas
+from .plan import (CorrelatorPlan, MeasurementPlan, correlator_plan, run_plans, stream_plans)
+from .symmetry import (ComparisonPlan, assess_deviations, check_hypercubic,
+                       check_internal_rotation, check_translation, comparison_plan,
+                       correlator_replicas, hypercubic_plan, internal_rotation_plan,
+                       translation_plan)
+from .cluster import ClusterPlan, cluster_plan, cluster_profile, cosnet_g6c, fit_decay
 from .couplings import (amputated_vertex, quartic_coupling, running_quartic, six_point_check,
                         vertex_integral, vertex_models, vertex_sum)
-from .generating import gaussian_W, generating_functional
+from .generating import GeneratingPlan, gaussian_W, generating_functional, generating_plan
 from .rg import CoarseGrainedSource, rg_flow, shell_propagator
 from .reweighting import (ReweightingWarning, base_mass, hartree_mass, kish_ess, reweight,
                           reweighted_mean, reweighted_observables)
@@ -31,7 +41,7 @@ from .reweighting import (ReweightingWarning, base_mass, hartree_mass, kish_ess,
 __all__ = [
     "Accumulator", "FourierTwoPoint", "PointMoments", "SampleFunction", "ScalarObservables",
     "Series", "SiteMean", "SiteMoments", "TwoPointMatrix", "multiset_closure",
-    "normalize_tuples",
+    "normalize_tuples", "FeatureMoments", "SourceExponentials",
     "ErrorEstimate", "error_methods", "estimate", "get_error_method", "jackknife",
     "register_error_method",
     "ArraySource", "Measurement", "StreamingMeasurement", "measure", "open_source",
@@ -50,4 +60,8 @@ __all__ = [
     "amputated_vertex", "quartic_coupling", "running_quartic", "six_point_check",
     "vertex_integral", "vertex_models", "vertex_sum", "gaussian_W", "generating_functional",
     "CoarseGrainedSource", "rg_flow", "shell_propagator",
+    "combinatorics", "jackknife", "plan", "JackknifeResult", "feature_replicas",
+    "MeasurementPlan", "CorrelatorPlan", "correlator_plan", "run_plans", "stream_plans",
+    "ComparisonPlan", "comparison_plan", "translation_plan", "hypercubic_plan",
+    "internal_rotation_plan", "ClusterPlan", "cluster_plan", "GeneratingPlan", "generating_plan",
 ]

@@ -33,6 +33,7 @@ the per-sample time series for autocorrelation analyses.
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -69,8 +70,6 @@ _PROTOCOL: dict[str, str] = {}
 
 
 def _detect_protocol(func) -> str:
-    import inspect  # noqa: PLC0415
-
     try:
         params = list(inspect.signature(func).parameters)
     except (TypeError, ValueError):
