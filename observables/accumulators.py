@@ -720,6 +720,12 @@ class PointMoments(Accumulator):
     def _reshift(self, sums, sum_w, old, new):
         return self._shifted_table(sums, sum_w, np.asarray(old) - np.asarray(new))
 
+    def copy(self) -> "PointMoments":
+        """A copy sharing the (read-only) monomial tables, with its own sums."""
+        new = copy.copy(self)
+        new._sums = {k: np.array(v, copy=True) for k, v in self._sums.items()}
+        return new
+
     def moment_table(self, center: str = "mean") -> dict:
         """E[prod (phi_i - b_i)] for every multiset of the closure, as {sorted tuple: value}.
 
