@@ -31,8 +31,10 @@ from .symmetry import (ComparisonPlan, assess_deviations, check_hypercubic,
                        correlator_replicas, hypercubic_plan, internal_rotation_plan,
                        translation_plan)
 from .cluster import ClusterPlan, cluster_plan, cluster_profile, cosnet_g6c, fit_decay
-from .couplings import (amputated_vertex, quartic_coupling, running_quartic, six_point_check,
-                        vertex_integral, vertex_models, vertex_sum)
+from .couplings import (AmputatedVertexPlan, QuarticPlan, SixPointPlan, amputated_vertex,
+                        amputated_vertex_plan, quartic_coupling, quartic_plan, running_quartic,
+                        six_point_check, six_point_plan, vertex_integral, vertex_models,
+                        vertex_sum)
 from .generating import GeneratingPlan, gaussian_W, generating_functional, generating_plan
 from .rg import CoarseGrainedSource, rg_flow, shell_propagator
 from .reweighting import (ReweightingWarning, base_mass, hartree_mass, kish_ess, reweight,
@@ -64,4 +66,6 @@ __all__ = [
     "MeasurementPlan", "CorrelatorPlan", "correlator_plan", "run_plans", "stream_plans",
     "ComparisonPlan", "comparison_plan", "translation_plan", "hypercubic_plan",
     "internal_rotation_plan", "ClusterPlan", "cluster_plan", "GeneratingPlan", "generating_plan",
+    "QuarticPlan", "quartic_plan", "SixPointPlan", "six_point_plan", "AmputatedVertexPlan",
+    "amputated_vertex_plan",
 ]

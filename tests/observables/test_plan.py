@@ -40,6 +40,12 @@ def _same(a, b):
                                        err_msg=k)
         else:
             assert (a[k].values == b[k].values).all(), k
+    assert set(a.attrs) == set(b.attrs)
+    for k, v in a.attrs.items():
+        if isinstance(v, (float, np.floating)):
+            np.testing.assert_allclose(v, b.attrs[k], rtol=1e-7, atol=1e-13, err_msg=k)
+        else:
+            assert v == b.attrs[k], k
 
 
 def test_one_pass_reads_every_chunk_once_and_equals_the_single_runs(store):
@@ -152,3 +158,33 @@ def test_combinatorics_counts_and_front_end_tuples():
                               measurements._tuples(ctx, 4, 12))
     with pytest.raises(ValueError, match="count"):
         cb.random_tuples(np.random.default_rng(0), 5, 2, 0)
+
+
+def test_coupling_plans_share_one_pass_with_their_reference():
+    """quartic (weighted + unweighted reference), six-point and amputated vertex in one pass
+    over a reweighted free field equal the store-level functions (which need 2 + 1 + 2 passes
+    of the old engine)."""
+    from nnft.lattice import free_propagator
+    from nnft.observables.couplings import (amputated_vertex, amputated_vertex_plan,
+                                            quartic_coupling, quartic_plan, six_point_check,
+                                            six_point_plan)
+    lat = Lattice((8,))
+    out = []
+    sample_free_field(lat, 1.0, 3000, seed=2, chunk=500, callback=lambda k, p, lw: out.append(p))
+    phi = np.concatenate(out)
+    lw = -5e-4 * np.sum(phi ** 4, axis=1)
+    G = free_propagator(lat, 1.0)
+    plans = {"q": quartic_plan(lat, G, n_tuples=5, reference="unweighted", n_blocks=8),
+             "s": six_point_plan(lat, G, n_tuples=3, n_blocks=8),
+             "v": amputated_vertex_plan(lat, n_momenta=3, reference="unweighted", n_blocks=8)}
+    res = run_plans(phi, plans, log_weight=lw, chunk=500)
+    assert res.n_reads == 6
+    _same(res["q"], quartic_coupling(phi, lat, G, n_tuples=5, reference="unweighted",
+                                     n_blocks=8, log_weight=lw))
+    _same(res["s"], six_point_check(phi, lat, G, n_tuples=3, n_blocks=8, log_weight=lw))
+    _same(res["v"], amputated_vertex(phi, lat, n_momenta=3, reference="unweighted", n_blocks=8,
+                                     log_weight=lw))
+    assert res["q"].attrs["lam"] != quartic_coupling(phi, lat, G, n_tuples=5, n_blocks=8,
+                                                     log_weight=lw).attrs["lam"]
+    with pytest.raises(ValueError, match="reference"):
+        quartic_plan(lat, G, reference="bogus")
