@@ -21,6 +21,7 @@ import numpy as np
 
 from .accumulators import FeatureMoments
 from .combinatorics import cumulant_terms, pairing_masks
+from .errors import jackknife_error
 
 __all__ = ["JackknifeResult", "jackknife_error", "correlator_statistic", "feature_replicas",
            "group_average", "STATS"]
@@ -66,13 +67,6 @@ class JackknifeResult:
 
     def __sub__(self, other):
         return JackknifeResult(self.value - other.value, self.replicas - other.replicas, self.attrs)
-
-
-def jackknife_error(replicas):
-    """Jackknife standard error ``sqrt((B-1)/B sum_b |r_b - mean r|^2)`` over axis 0."""
-    b = replicas.shape[0]
-    r = replicas - replicas.mean(axis=0)
-    return np.sqrt((b - 1) / b * np.sum(np.abs(r) ** 2, axis=0))
 
 
 def correlator_statistic(mom, ids, c, stat):

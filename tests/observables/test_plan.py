@@ -188,3 +188,22 @@ def test_coupling_plans_share_one_pass_with_their_reference():
                                                      log_weight=lw).attrs["lam"]
     with pytest.raises(ValueError, match="reference"):
         quartic_plan(lat, G, reference="bogus")
+
+
+def test_plans_run_on_the_array_module(xp):
+    """Every plan kind on a device array (CuPy on a GPU) equals the NumPy pass."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((900, 2, 4, 4)) + 0.1
+    lat = Lattice((4, 4))
+    J = 0.1 * rng.standard_normal((2, 2, 4, 4))
+    from nnft.observables.symmetry import internal_rotation_plan
+
+    def plans():
+        return {"t": translation_plan(lat, components=2, n_blocks=6, orders=(2,)),
+                "r": internal_rotation_plan((2, 4, 4), n_blocks=6),
+                "W": generating_plan(J, (2, 4, 4), n_blocks=6),
+                "g": correlator_plan(np.array([[0, 17, 3, 30]]), n_blocks=6)}
+    ref = run_plans(x, plans(), chunk=200)
+    got = run_plans(xp.asarray(x), plans(), chunk=200)
+    for name in ref:
+        _same(got[name], ref[name])
