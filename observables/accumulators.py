@@ -81,6 +81,8 @@ def _wsum(w, a, xp):
     if w is None:
         return _to_numpy(a.sum(axis=0))
     wx = xp.asarray(w) if xp is not np else w
+    if a.dtype.kind == "c":  # same-dtype product: mixed real x complex skips BLAS
+        wx = wx.astype(a.dtype)
     return _to_numpy(xp.tensordot(wx, a, axes=(0, 0)))
 
 
@@ -809,6 +811,20 @@ def _flat_features(phi):
     return phi.reshape(phi.shape[0], -1)
 
 
+# the features of the last chunk seen: accumulators sharing a features callable (e.g. a plan's
+# weighted and unweighted moments) evaluate it once per chunk; holds at most one chunk
+_LAST_FEATURES = [None]
+
+
+def _features_of(features, phi):
+    last = _LAST_FEATURES[0]
+    if last is not None and last[0] is phi and last[1] is features:
+        return last[2]
+    X = features(phi)
+    _LAST_FEATURES[0] = (phi, features, X)
+    return X
+
+
 class FeatureMoments(PointMoments):
     """Joint moments of per-configuration *features* at feature tuples (the jackknife engine).
 
@@ -878,7 +894,7 @@ class FeatureMoments(PointMoments):
         return super()._config() + (self.ignore_weights, name)
 
     def _restrict(self, phi, xp):
-        X = (self.features or _flat_features)(phi)
+        X = _flat_features(phi) if self.features is None else _features_of(self.features, phi)
         if not hasattr(X, "ndim") or X.ndim != 2 or X.shape[0] != phi.shape[0]:
             raise ValueError("features: must return an array (n_samples, n_features)")
         if self.sites.max() >= X.shape[1]:
@@ -887,9 +903,8 @@ class FeatureMoments(PointMoments):
         return X[:, _xp_of(X).asarray(self.sites)]
 
     def _cast(self, X, xp):
-        if X.dtype.kind == "c":
-            return X if X.dtype == xp.complex128 else X.astype(xp.complex128)
-        return X if X.dtype == xp.float64 else X.astype(xp.float64)
+        dt = xp.complex128 if X.dtype.kind == "c" else xp.float64
+        return xp.ascontiguousarray(X if X.dtype == dt else X.astype(dt))
 
     def _init_shift(self, X, w, xp):
         X = self._cast(X, xp)

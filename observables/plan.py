@@ -172,7 +172,7 @@ class _CountingSource:
         return getattr(self._src, name)
 
 
-def open_plan_source(source, *, log_weight=None, chunk: int = 1024):
+def open_plan_source(source, *, log_weight=None, chunk: int = 4096):
     """A store-like source from a FieldStore (or anything with its reading protocol), a path,
     or an array ``(n_samples, *field_shape)`` with optional per-sample ``log_weight``."""
     if hasattr(source, "read_chunk") and hasattr(source, "chunk_range"):
@@ -258,7 +258,7 @@ class PlanResults(dict):
 
 
 def measure_plans(source, plans: dict, *, n_blocks=None, split="samples", log_weight=None,
-                  chunk: int = 1024, executor="serial", scheduler=None, progress=False):
+                  chunk: int = 4096, executor="serial", scheduler=None, progress=False):
     """One pass over ``source`` filling every plan's accumulators.
 
     Returns ``(measurement, reads)``: the merged :class:`Measurement` (use
@@ -281,7 +281,7 @@ def measure_plans(source, plans: dict, *, n_blocks=None, split="samples", log_we
 
 
 def run_plans(source, plans: dict, *, n_blocks=None, split="samples", log_weight=None,
-              chunk: int = 1024, executor="serial", scheduler=None,
+              chunk: int = 4096, executor="serial", scheduler=None,
               progress=False) -> PlanResults:
     """Run every plan over ``source`` in ONE pass and finalize each.
 
