@@ -968,6 +968,7 @@ class SourceExponentials(Accumulator):
         if not isinstance(n_max, (int, np.integer)) or n_max < 1:
             raise ValueError(f"n_max: must be a positive int, got {n_max!r}")
         self.J = J
+        self._JT = None
         self.n_max = int(n_max)
         self.exp_shift = None if exp_shift is None else np.asarray(exp_shift, dtype=np.float64)
 
@@ -979,7 +980,9 @@ class SourceExponentials(Accumulator):
         if X.shape[1] != self.J.shape[1]:
             raise ValueError(f"J: {self.J.shape[1]} entries per source but configurations have "
                              f"{X.shape[1]}")
-        return X.astype(xp.float64) @ xp.asarray(self.J).T  # (n, n_sources)
+        if self._JT is None:
+            self._JT = np.ascontiguousarray(self.J.T)  # (F, n_sources); C order is BLAS-fast
+        return X.astype(xp.float64) @ xp.asarray(self._JT)  # (n, n_sources)
 
     def _init_shift(self, X, w, xp):
         m = X.mean(axis=0)
