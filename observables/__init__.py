@@ -17,7 +17,8 @@ from .errors import (ErrorEstimate, error_methods, estimate, get_error_method, j
 from .measure import ArraySource, Measurement, StreamingMeasurement, measure, open_source
 from .cumulants import (connected_correlator, cosnet_connected_4pt, cumulant_from_central,
                         deviation_measure, gp_npoint, joint_cumulant, moments, sample_cumulant,
-                        scaling_fit, set_partitions, single_neuron_connected)
+                        scaling_fit, set_partitions, single_neuron_connected, MomentsPlan,
+                        moments_plan, connected_plan)
 from .propagator import (correlation_length, effective_mass, momentum_propagator,
                          propagator_check, scalar_observables, susceptibility, two_point,
                          two_point_matrix)
@@ -67,5 +68,5 @@ __all__ = [
     "ComparisonPlan", "comparison_plan", "translation_plan", "hypercubic_plan",
     "internal_rotation_plan", "ClusterPlan", "cluster_plan", "GeneratingPlan", "generating_plan",
     "QuarticPlan", "quartic_plan", "SixPointPlan", "six_point_plan", "AmputatedVertexPlan",
-    "amputated_vertex_plan",
+    "amputated_vertex_plan", "MomentsPlan", "moments_plan", "connected_plan",
 ]

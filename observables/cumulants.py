@@ -25,11 +25,12 @@ from .cluster import cosnet_g4c
 from .combinatorics import cumulant_from_central, joint_cumulant, pairings, set_partitions
 from .errors import tree_merge_copy
 from .measure import Measurement, block_assignment, measure
+from .plan import MeasurementPlan
 
 __all__ = ["set_partitions", "joint_cumulant", "cumulant_from_central", "sample_cumulant",
            "moments", "connected_correlator", "gp_npoint", "deviation_measure",
            "scaling_fit", "cosnet_connected_4pt", "single_neuron_connected",
-           "tuples_coordinate"]
+           "tuples_coordinate", "MomentsPlan", "moments_plan", "connected_plan"]
 
 
 def sample_cumulant(x, weights=None) -> float:
@@ -178,6 +179,78 @@ def connected_correlator(source, tuples, *, order=None, blocks=20, error: str = 
                  estimator="set-partition formula on plug-in central moments "
                            "(PHYSICS.md section 7)")
     return _dataset(est, keys, attrs)
+
+
+class MomentsPlan(MeasurementPlan):
+    """Moments, central moments or connected correlators at point tuples (a measurement plan).
+
+    The plan of :func:`moments` / :func:`connected_correlator`: one :class:`PointMoments`
+    accumulator, errors by the named error method over the plan's blocks (by default the
+    chunk blocks of :func:`measure` with ``blocks=20``, so the numbers equal those functions').
+
+    Parameters
+    ----------
+    tuples : int array (n_tuples, n) or list of int sequences
+    kind : {"moment", "central", "connected"}
+    order : int, optional
+        Expected tuple length (checked), as for :func:`connected_correlator`.
+    error : str
+        Error method name ("jackknife", or a registered one).
+    n_blocks : int
+    split : {"chunks", "samples"}
+    """
+
+    kind = "moments"
+    split = "chunks"
+
+    def __init__(self, tuples, *, kind="connected", order=None, error="jackknife", n_blocks=20,
+                 split=None):
+        super().__init__(n_blocks=n_blocks, split=split)
+        if kind not in ("moment", "central", "connected"):
+            raise ValueError(f"kind must be 'moment', 'central' or 'connected', got {kind!r}")
+        self.keys = normalize_tuples(tuples)
+        if order is not None:
+            if not isinstance(order, (int, np.integer)) or order < 1:
+                raise ValueError(f"order must be a positive int, got {order!r}")
+            bad = [k for k in self.keys if len(k) != order]
+            if bad:
+                raise ValueError(f"order={order} but tuples contains {bad[0]} of length "
+                                 f"{len(bad[0])}")
+        self.moment_kind, self.error = kind, error
+
+    def accumulators(self) -> dict:
+        return {"moments": PointMoments(self.keys,
+                                        max_order=max(6, max(len(k) for k in self.keys)))}
+
+    def finalize(self, measurement) -> xr.Dataset:
+        kind = {"moment": "raw", "central": "mean", "connected": "cumulant"}[self.moment_kind]
+        est = measurement.estimate(_moments_fn("moments", self.keys, kind), method=self.error)
+        attrs = measurement.attrs()
+        if self.moment_kind == "connected":
+            attrs.update(quantity="connected correlator (joint cumulant)",
+                         estimator="set-partition formula on plug-in central moments "
+                                   "(PHYSICS.md section 7)")
+        else:
+            central = self.moment_kind == "central"
+            attrs.update(quantity="central moment" if central else "moment",
+                         estimator="plug-in weighted average of shifted float64 power sums",
+                         definition="E[prod_i (phi(x_i) - <phi(x_i)>)]" if central
+                         else "E[prod_i phi(x_i)]")
+        return _dataset(est, self.keys, attrs)
+
+
+def moments_plan(tuples, *, central=False, error="jackknife", n_blocks=20,
+                 split=None) -> MomentsPlan:
+    """The plan of :func:`moments` (raw or central moments at point tuples)."""
+    return MomentsPlan(tuples, kind="central" if central else "moment", error=error,
+                       n_blocks=n_blocks, split=split)
+
+
+def connected_plan(tuples, *, order=None, error="jackknife", n_blocks=20,
+                   split=None) -> MomentsPlan:
+    """The plan of :func:`connected_correlator` (joint cumulants at point tuples)."""
+    return MomentsPlan(tuples, kind="connected", order=order, error=error, n_blocks=n_blocks,
+                       split=split)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -178,7 +178,9 @@ class Measurement:
 
     def namespace(self, prefix: str) -> "Measurement":
         """The part of a merged measurement whose (dict) keys start with ``prefix + "/"``,
-        with the prefix stripped (what :meth:`MeasurementPlan.finalize` reads)."""
+        with the prefix stripped (what :meth:`MeasurementPlan.finalize` reads). When
+        ``plan_edges`` (set by ``run_plans``) names block edges for ``prefix``, the blocks are
+        merged into those (:meth:`regroup`)."""
         if not isinstance(self.total, dict):
             raise ValueError("namespace: the measurement's accumulators are not a dict")
         head = f"{prefix}/"
@@ -188,8 +190,33 @@ class Measurement:
             raise KeyError(f"no accumulator keys under {head!r} in this measurement")
         view = Measurement.__new__(Measurement)
         view.__dict__.update(self.__dict__)
+        view.plan_edges = {}
         view.total = pick(self.total)
         view.blocks = [pick(b) for b in self.blocks]
+        edges = getattr(self, "plan_edges", {}).get(prefix)
+        return view if edges is None else view.regroup(edges)
+
+    def regroup(self, edges) -> "Measurement":
+        """The same measurement with its blocks merged into coarser blocks ``[e_i, e_{i+1})``.
+
+        ``edges`` (sample indices) must be a subset of the current block boundaries; blocks
+        that already match are shared, not copied.
+        """
+        edges = [int(e) for e in edges]
+        cur = [r[0] for r in self.block_ranges] + [self.block_ranges[-1][1]]
+        if edges == cur:
+            return self
+        if not set(edges) <= set(cur) or edges[0] != cur[0] or edges[-1] != cur[-1]:
+            raise ValueError("edges: not a coarsening of this measurement's blocks")
+        blocks, ranges = [], []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            idx = [i for i, (a, _) in enumerate(self.block_ranges) if lo <= a < hi]
+            parts = [self.blocks[i] for i in idx]
+            blocks.append(parts[0] if len(parts) == 1 else tree_merge_copy(parts))
+            ranges.append((lo, hi))
+        view = Measurement.__new__(Measurement)
+        view.__dict__.update(self.__dict__)
+        view.blocks, view.block_ranges = blocks, ranges
         return view
 
     def find(self, cls, predicate=None):

@@ -19,11 +19,13 @@ Protocol
   plan's keys with :meth:`Measurement.namespace` (``measurement["key"]`` is the plan's total
   accumulator, ``measurement.blocks[b]["key"]`` its block b). Errors are delete-one-block
   jackknife over ``measurement.blocks``.
-* All plans of one pass share the same blocks: :func:`run_plans` takes ``n_blocks`` (default:
-  the plans' common ``n_blocks``) and the block convention ``split``: ``"samples"`` (default;
+* Blocks: each plan has ``n_blocks`` and a convention ``split``: ``"samples"`` (default;
   ``n_blocks`` contiguous blocks of equal sample counts, :func:`equal_sample_edges`, the
   convention of the store-level functions such as ``check_translation``) or ``"chunks"``
   (whole chunks, or equal slices of them, as :func:`measure` does with ``blocks=n_blocks``).
+  ``run_plans(..., n_blocks=B, split=...)`` makes all plans share the same blocks; without
+  them the pass keeps the common refinement of every plan's blocks and hands each plan its own
+  (merged) blocks, so a plan gives exactly what a pass of its own would give.
 
 Streaming (no store): ``sm = stream_plans(plans, n_samples, chunk, n_blocks=32)``, pass ``sm``
 as the generator's ``callback``, then ``sm.finalize()`` gives the same dict of Datasets.
@@ -37,11 +39,14 @@ import xarray as xr
 
 from .accumulators import FeatureMoments, tuple_arrays
 from .jackknife import STATS, JackknifeResult, feature_replicas
-from .measure import (ArraySource, Measurement, StreamingMeasurement, equal_sample_edges, measure,
-                      open_source)
+from .measure import (ArraySource, Measurement, StreamingMeasurement, _pieces, _StreamSource,
+                      block_assignment, equal_sample_edges, measure, open_source)
 
 __all__ = ["MeasurementPlan", "CorrelatorPlan", "correlator_plan", "run_plans", "measure_plans",
            "stream_plans", "merged_accumulators", "PlanResults", "PlanStream", "open_plan_source"]
+
+
+SPLITS = ("samples", "chunks")
 
 
 class MeasurementPlan:
@@ -55,14 +60,22 @@ class MeasurementPlan:
     ----------
     n_blocks : int
         Default number of jackknife blocks (a shared pass may override it).
+    split : {"samples", "chunks"}, optional
+        Default block convention (class attribute ``split`` when None).
     """
 
     kind = "measurement"
+    #: default block convention of the plan ("samples" or "chunks", module docstring)
+    split = "samples"
 
-    def __init__(self, *, n_blocks: int = 32):
+    def __init__(self, *, n_blocks: int = 32, split: str | None = None):
         if not isinstance(n_blocks, (int, np.integer)) or n_blocks < 2:
             raise ValueError(f"n_blocks: need at least 2 jackknife blocks, got {n_blocks!r}")
         self.n_blocks = int(n_blocks)
+        if split is not None:
+            if split not in SPLITS:
+                raise ValueError(f"split must be 'samples' or 'chunks', got {split!r}")
+            self.split = split
 
     def accumulators(self) -> dict:
         """Fresh accumulator prototypes, ``{local key: Accumulator}``."""
@@ -214,29 +227,43 @@ def _check_plans(plans):
                              f"{type(plan).__name__}")
 
 
-def _common_n_blocks(plans, n_blocks):
-    if n_blocks is not None:
-        return n_blocks
-    vals = {p.n_blocks for p in plans.values()}
-    if len(vals) != 1:
-        raise ValueError(f"n_blocks: the plans ask for different block counts {sorted(vals)}; "
-                         "pass n_blocks to share one")
-    return vals.pop()
+def _conventions(plans, n_blocks, split):
+    """``{plan name: (n_blocks, split)}``: the arguments when given, else each plan's own."""
+    out = {}
+    for name, plan in plans.items():
+        B = plan.n_blocks if n_blocks is None else n_blocks
+        sp = plan.split if split is None else split
+        if not isinstance(B, (int, np.integer)) or B < 2:
+            raise ValueError(f"n_blocks: need at least 2 jackknife blocks, got {B!r}")
+        if sp not in SPLITS:
+            raise ValueError(f"split must be 'samples' or 'chunks', got {sp!r}")
+        out[name] = (int(B), sp)
+    return out
 
 
-def _edges_for(src, n_blocks, split):
-    if split == "chunks":
-        return None
-    if split != "samples":
-        raise ValueError(f"split must be 'samples' or 'chunks', got {split!r}")
-    missing = (list(src.missing_chunks()) if hasattr(src, "missing_chunks") else
-               sorted(set(range(int(getattr(src, "n_chunks", 0))))
-                      - set(src.complete_chunks())))
-    if missing:
-        raise ValueError(f"source: store {getattr(src, 'path', '') or ''} has {len(missing)} "
-                         "incomplete chunks; fill it first")
-    n_rep = int(getattr(src, "n_replicas", 1) or 1)
-    return equal_sample_edges(int(src.n_samples), n_blocks, n_rep)
+def _block_edges(src, ks, n_blocks, split, *, check_complete=True):
+    """Sample edges of the blocks of one convention (see the module docstring)."""
+    if split == "samples":
+        if check_complete:
+            missing = (list(src.missing_chunks()) if hasattr(src, "missing_chunks") else
+                       sorted(set(range(int(getattr(src, "n_chunks", 0)))) - set(ks)))
+            if missing:
+                raise ValueError(f"source: store {getattr(src, 'path', '') or ''} has "
+                                 f"{len(missing)} incomplete chunks; fill it first")
+        n_rep = int(getattr(src, "n_replicas", 1) or 1)
+        return [int(e) for e in equal_sample_edges(int(src.n_samples), n_blocks, n_rep)]
+    groups = block_assignment(_pieces(src, ks, n_blocks), n_blocks)
+    ranges = [(src.chunk_range(g[0][0])[0] + g[0][1], src.chunk_range(g[-1][0])[0] + g[-1][2])
+              for g in groups]
+    return [r[0] for r in ranges] + [ranges[-1][1]]
+
+
+def _plan_edges(src, ks, conv, **kw):
+    """Per-plan edges and their common refinement (the blocks the pass keeps)."""
+    cache = {c: _block_edges(src, ks, *c, **kw) for c in set(conv.values())}
+    per_plan = {name: cache[c] for name, c in conv.items()}
+    union = sorted(set().union(*map(set, cache.values())))
+    return per_plan, union
 
 
 class PlanResults(dict):
@@ -257,30 +284,32 @@ class PlanResults(dict):
         return int(sum(self.reads.values()))
 
 
-def measure_plans(source, plans: dict, *, n_blocks=None, split="samples", log_weight=None,
+def measure_plans(source, plans: dict, *, n_blocks=None, split=None, log_weight=None,
                   chunk: int = 4096, executor="serial", scheduler=None, progress=False):
     """One pass over ``source`` filling every plan's accumulators.
 
     Returns ``(measurement, reads)``: the merged :class:`Measurement` (use
-    ``measurement.namespace(name)`` per plan) and a Counter of chunk reads.
-    See :func:`run_plans` for the parameters.
+    ``measurement.namespace(name)`` per plan: it has that plan's blocks) and a Counter of
+    chunk reads. See :func:`run_plans` for the parameters.
     """
     _check_plans(plans)
-    B = _common_n_blocks(plans, n_blocks)
-    if not isinstance(B, (int, np.integer)) or B < 2:
-        raise ValueError(f"n_blocks: need at least 2 jackknife blocks, got {B!r}")
+    conv = _conventions(plans, n_blocks, split)
     src = _CountingSource(open_plan_source(source, log_weight=log_weight, chunk=chunk))
     for plan in plans.values():
         plan.check_source(src)
-    edges = _edges_for(src, int(B), split)
+    ks = list(src.complete_chunks())
+    if not ks:
+        raise ValueError("source: the store has no complete chunks to measure")
+    per_plan, union = _plan_edges(src, ks, conv)
     accs = merged_accumulators(plans)
-    meas = measure(src, accs, blocks=int(B), edges=edges, executor=executor, scheduler=scheduler,
+    meas = measure(src, accs, edges=union, executor=executor, scheduler=scheduler,
                    progress=progress)
     meas.source = src._src
+    meas.plan_edges = per_plan
     return meas, src.reads
 
 
-def run_plans(source, plans: dict, *, n_blocks=None, split="samples", log_weight=None,
+def run_plans(source, plans: dict, *, n_blocks=None, split=None, log_weight=None,
               chunk: int = 4096, executor="serial", scheduler=None,
               progress=False) -> PlanResults:
     """Run every plan over ``source`` in ONE pass and finalize each.
@@ -290,9 +319,11 @@ def run_plans(source, plans: dict, *, n_blocks=None, split="samples", log_weight
     source : FieldStore, path, store-like object, or array (n_samples, *field_shape)
     plans : dict name -> MeasurementPlan
     n_blocks : int, optional
-        Jackknife blocks shared by all plans (default: the plans' common ``n_blocks``).
-    split : {"samples", "chunks"}
-        Block convention (module docstring).
+        Jackknife blocks shared by all plans. Default: each plan's own ``n_blocks`` (the pass
+        keeps the common refinement of all plans' blocks and merges it per plan, so every
+        plan gets exactly the blocks of a pass of its own).
+    split : {"samples", "chunks"}, optional
+        Block convention shared by all plans (module docstring); default each plan's own.
     log_weight : array (n_samples,), optional
         Per-sample log weights of an array source (a store carries its own).
     chunk : int
@@ -317,24 +348,30 @@ def run_plans(source, plans: dict, *, n_blocks=None, split="samples", log_weight
 class PlanStream(StreamingMeasurement):
     """A :class:`StreamingMeasurement` of several plans; :meth:`finalize` gives their Datasets."""
 
-    def __init__(self, plans, n_samples, chunk, *, n_blocks=None, split="samples", lattice=None,
+    def __init__(self, plans, n_samples, chunk, *, n_blocks=None, split=None, lattice=None,
                  spec=None):
         _check_plans(plans)
-        B = _common_n_blocks(plans, n_blocks)
-        edges = equal_sample_edges(int(n_samples), int(B)) if split == "samples" else None
-        if split not in ("samples", "chunks"):
-            raise ValueError(f"split must be 'samples' or 'chunks', got {split!r}")
-        super().__init__(merged_accumulators(plans), n_samples, chunk, blocks=int(B),
-                         lattice=lattice, spec=spec, edges=edges)
+        conv = _conventions(plans, n_blocks, split)
+        src = _StreamSource(n_samples, chunk)
+        ks = list(range(-(-int(n_samples) // int(chunk))))
+        self._plan_edges, union = _plan_edges(src, ks, conv, check_complete=False)
+        super().__init__(merged_accumulators(plans), n_samples, chunk, lattice=lattice,
+                         spec=spec, edges=union)
         self.plans = dict(plans)
+
+    def result(self) -> Measurement:
+        meas = super().result()
+        meas.plan_edges = self._plan_edges
+        return meas
 
     def finalize(self) -> dict:
         meas = self.result()
         return {name: plan.finalize(meas.namespace(name)) for name, plan in self.plans.items()}
 
 
-def stream_plans(plans: dict, n_samples: int, chunk: int, *, n_blocks=None, split="samples",
+def stream_plans(plans: dict, n_samples: int, chunk: int, *, n_blocks=None, split=None,
                  lattice=None, spec=None) -> PlanStream:
-    """A generator callback ``(k, phi, log_weight)`` measuring all plans as chunks are made."""
+    """A generator callback ``(k, phi, log_weight)`` measuring all plans as chunks are made
+    (blocks as for :func:`run_plans`)."""
     return PlanStream(plans, n_samples, chunk, n_blocks=n_blocks, split=split, lattice=lattice,
                       spec=spec)

@@ -81,9 +81,17 @@ def test_block_conventions_and_bad_input(store):
     plans, _ = _plans()
     ch = run_plans(store, {"g": plans["g"]}, n_blocks=4, split="chunks")
     assert ch["g"].sizes["block"] == 4
-    with pytest.raises(ValueError, match="n_blocks"):
-        run_plans(store, {"a": correlator_plan([[0, 1]], n_blocks=8),
-                          "b": correlator_plan([[0, 1]], n_blocks=9)})
+    # plans with their own blocks in one pass: each gets exactly its standalone blocks
+    plans3 = {"a": correlator_plan([[0, 1], [2, 2]], n_blocks=8),
+              "b": correlator_plan([[0, 1], [2, 2]], n_blocks=5),
+              "c": CorrelatorPlan([[0, 1], [2, 2]], n_blocks=4)}
+    plans3["c"].split = "chunks"
+    both = run_plans(store, plans3)
+    assert both.n_reads == 6
+    assert [both[k].sizes["block"] for k in "abc"] == [8, 5, 4]
+    for k in "abc":
+        _same(both[k], run_plans(store, {k: plans3[k]})[k])
+    assert not np.allclose(both["a"]["error"], both["b"]["error"])
     with pytest.raises(ValueError, match="split"):
         run_plans(store, {"g": plans["g"]}, split="bogus")
     with pytest.raises(ValueError, match="MeasurementPlan"):
@@ -156,6 +164,11 @@ def test_combinatorics_counts_and_front_end_tuples():
                                       measurements_ext._point_tuples(20, order, count, 11))
     assert not np.array_equal(cb.box_multisets(lat, 4, 12, seed=12),
                               measurements._tuples(ctx, 4, 12))
+    # nnft measure's continuum couplings draw (measure_ext)
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(
+        cb.unique_sorted_tuples(np.random.default_rng(0), 30, 4, 24),
+        np.unique(np.sort(rng.integers(0, 30, size=(24, 4)), axis=1), axis=0))
     with pytest.raises(ValueError, match="count"):
         cb.random_tuples(np.random.default_rng(0), 5, 2, 0)
 
@@ -207,3 +220,20 @@ def test_plans_run_on_the_array_module(xp):
     got = run_plans(xp.asarray(x), plans(), chunk=200)
     for name in ref:
         _same(got[name], ref[name])
+
+
+def test_moment_plans_keep_their_chunk_blocks_in_a_shared_pass(store):
+    """connected_correlator / moments (chunk blocks, 20) and a symmetry check (equal-sample
+    blocks, 10) in one pass give exactly their standalone numbers."""
+    from nnft.observables import connected_correlator, moments
+    from nnft.observables.cumulants import connected_plan, moments_plan
+    t = [(0, 1), (0, 0, 1, 1), (2, 3, 4, 5)]
+    res = run_plans(store, {"c": connected_plan(t), "m": moments_plan(t, central=True),
+                            "t": translation_plan(LAT, n_blocks=10, seed=1)})
+    assert res.n_reads == store.n_chunks
+    _same(res["c"], connected_correlator(store, t))
+    _same(res["m"], moments(store, t, central=True))
+    _same(res["t"], check_translation(store, LAT, n_blocks=10, seed=1))
+    assert res["c"].attrs["n_blocks"] == 20
+    with pytest.raises(ValueError, match="order"):
+        connected_plan(t, order=2)
