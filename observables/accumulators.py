@@ -816,6 +816,11 @@ def _flat_features(phi):
 _LAST_FEATURES = [None]
 
 
+def clear_feature_cache():
+    """Drop the features of the last chunk (the driver calls it after a pass)."""
+    _LAST_FEATURES[0] = None
+
+
 def _features_of(features, phi):
     last = _LAST_FEATURES[0]
     if last is not None and last[0] is phi and last[1] is features:

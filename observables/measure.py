@@ -18,7 +18,7 @@ import numpy as np
 
 from nnft.lattice import FieldStore, progress_bar
 
-from .accumulators import Series
+from .accumulators import Series, clear_feature_cache
 from .errors import ErrorEstimate, _tree_zip, estimate, tree_map, tree_merge_copy
 
 __all__ = ["measure", "Measurement", "ArraySource", "StreamingMeasurement", "open_source",
@@ -380,6 +380,7 @@ def measure(store, accumulators, *, blocks=20, chunks=None, executor: str = "ser
             outs.append(level[0])
         kw = {} if scheduler is None else {"scheduler": scheduler}
         block_accs = list(dask.compute(*outs, **kw))
+    clear_feature_cache()
     total = tree_merge_copy(block_accs)
     return Measurement(total, block_accs, ranges, src, ks)
 
@@ -461,5 +462,6 @@ class StreamingMeasurement:
             raise ValueError(f"{len(missing)} chunk(s) were never measured (first: {missing[0]})")
         ranges = [(self._src.chunk_range(g[0][0])[0] + g[0][1],
                    self._src.chunk_range(g[-1][0])[0] + g[-1][2]) for g in self._groups]
+        clear_feature_cache()
         total = tree_merge_copy(self._blocks)
         return Measurement(total, self._blocks, ranges, self._src, self._ks)
