@@ -75,6 +75,14 @@ def test_streaming_and_dask_equal_the_store_pass(store):
     dk = run_plans(store, plans, n_blocks=10, executor="dask", scheduler="synchronous")
     for name in plans:
         _same(dk[name], ref[name])
+    # plans with different blocks, streamed
+    mixed = {"a": correlator_plan([[0, 1], [3, 3]], n_blocks=7),
+             "c": cluster_plan(LAT, n_blocks=4)}
+    sm = stream_plans(mixed, 1200, 200)
+    generate(SPEC, LAT, 1200, chunk=200, seed=7, callback=sm)
+    got, ref = sm.finalize(), run_plans(store, mixed)
+    for name in mixed:
+        _same(got[name], ref[name])
 
 
 def test_block_conventions_and_bad_input(store):
