@@ -214,3 +214,12 @@ def deep_leading_connected(spec: DeepMLP, geometry, tuples, n_nodes: int = 16):
 
 
 __all__ += ["deep_leading_connected", "deep_leading_kernel_moments"]
+
+
+def _register():
+    from .exact import CONNECTED_THEORIES
+
+    CONNECTED_THEORIES[DeepMLP] = deep_linear_connected
+
+
+_register()

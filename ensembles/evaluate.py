@@ -15,16 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from .activations import compile_activation
+from .blocking import DEFAULT_BLOCK, GPU_BLOCK, TILE_ELEMENTS, check_block  # noqa: F401
 from .specs import (ContinuumCosNet, DeepMLP, GaussianCosNet, GaussNet, LatticeCosNet, Spec,
                     _SingleLayer)
-
-#: default bound on the elements of the (networks, neurons, sites) temporaries (2 MiB float64,
-#: cache-sized: larger blocks are slower on CPUs)
-DEFAULT_BLOCK = 2 ** 18
-#: the same bound on a GPU (~0.3 GB of float64): small blocks leave it idle between tiny launches
-GPU_BLOCK = 2 ** 25
-#: fixed site-tile bound (independent of ``block``), in elements of one network's (neurons, sites)
-TILE_ELEMENTS = 2 ** 22
+from .spectral import lattice_cos_spectral
 
 
 def _site_tiles(N: int, V: int):
@@ -34,13 +28,7 @@ def _site_tiles(N: int, V: int):
     return [slice(s, min(s + t, V)) for s in range(0, V, t)]
 
 
-def _check_block(block, xp=np):
-    """``block`` validated, or the default for array module ``xp`` when it is None."""
-    if block is None:
-        return DEFAULT_BLOCK if xp is np else GPU_BLOCK
-    if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
-        raise ValueError(f"block must be a positive integer (elements), got {block!r}")
-    return int(block)
+_check_block = check_block  # old private name (engine, cuda)
 
 
 def dense_single_layer(W0, b0, W1, b1, X, activation, xp=np, *, block=None, shift=None,
@@ -147,8 +135,6 @@ def evaluate(spec: Spec, params: dict, lattice, xp=np, *, block=None, method="au
     X = xp.asarray(lattice.positions(xp), dtype=xp.float64)
     if isinstance(spec, LatticeCosNet):
         if method in ("auto", "spectral"):
-            from .spectral import lattice_cos_spectral
-
             phi = lattice_cos_spectral(params, lattice, xp, block=block)
             return phi.reshape(phi.shape[0], phi.shape[1], -1)
         return lattice_cos_direct(params, lattice, xp, block=block)

@@ -700,12 +700,14 @@ def exact_connected(spec: Spec, geometry, tuples):
     """
     vals, model, err = _with_error(_cumulants_full, spec, geometry, tuples)
     if model is None:
-        if isinstance(spec, DeepMLP):
-            from .deep import deep_linear_connected
-
-            return deep_linear_connected(spec, geometry, tuples)
-        return None, None
+        theory = CONNECTED_THEORIES.get(type(spec))
+        return theory(spec, geometry, tuples) if theory is not None else (None, None)
     return vals, _describe(model, err)
+
+
+# Exact theories of further architectures, registered by their own modules (ensembles/deep.py
+# registers DeepMLP): spec class -> fn(spec, geometry, tuples) -> (values, method)
+CONNECTED_THEORIES: dict = {}
 
 
 def exact_two_point(spec: Spec, geometry) -> np.ndarray:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .blocking import check_block
+
 _TABLES: dict = {}
 
 
@@ -73,9 +75,7 @@ def lattice_cos_spectral(params: dict, lattice, xp=np, *, block=None):
         Bound on the temporaries' elements: configurations are processed in groups of
         ``block // (D max(N, V))`` (each configuration independently, so results do not depend on it).
     """
-    from .evaluate import _check_block
-
-    block = _check_block(block, xp)
+    block = check_block(block, xp)
     k, c, a = params["k"], params["c"], params["a"]
     n, N = k.shape
     D = a.shape[1]

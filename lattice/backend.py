@@ -96,6 +96,16 @@ def array_module(a):
     return np
 
 
+def xp_of(a):
+    """Alias of :func:`array_module`: numpy for NumPy arrays and scalars, cupy for CuPy arrays."""
+    return array_module(a)
+
+
+def module_name(a) -> str:
+    """``"cupy"`` for a CuPy array, ``"numpy"`` for anything else (the name ``get_xp`` takes)."""
+    return "cupy" if type(a).__module__.split(".")[0] == "cupy" else "numpy"
+
+
 def to_numpy(a) -> np.ndarray:
     """Copy ``a`` to the host as a NumPy array (no copy for NumPy input)."""
     if type(a).__module__.split(".")[0] == "cupy":

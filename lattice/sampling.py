@@ -7,8 +7,8 @@ so resume, progress and streaming behave the same everywhere.
 """
 from __future__ import annotations
 
-import contextlib
 
+from .progress import progress_bar  # noqa: F401  (re-exported)
 from .store import FieldStore
 
 
@@ -17,21 +17,6 @@ def _split(out):
         phi, log_weight = out
         return phi, log_weight
     return out, None
-
-
-@contextlib.contextmanager
-def progress_bar(total: int, description: str, enabled: bool):
-    """A rich progress bar over ``total`` chunks (a no-op when disabled)."""
-    if not enabled or total == 0:
-        yield lambda n=1: None
-        return
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), transient=False) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
 
 
 def chunk_bounds(n_samples: int, chunk: int, k: int) -> tuple[int, int]:

@@ -751,7 +751,7 @@ class FieldStore:
         ok, bad = [], []
         ks = self.complete_chunks()
         self.check_files()
-        from .sampling import progress_bar
+        from .progress import progress_bar
 
         with progress_bar(len(ks), f"verifying {self.path.name}", progress) as advance:
             for k in ks:

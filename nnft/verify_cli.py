@@ -73,7 +73,7 @@ def repair(store, report, out=sys.stdout, progress=False) -> list[int]:
     evaluation method) is refused rather than mixed.
     """
     from .lattice import to_numpy
-    from .lattice.sampling import progress_bar
+    from .lattice import progress_bar
 
     ks = report.to_regenerate
     make = chunk_maker(store)

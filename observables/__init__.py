@@ -2,22 +2,29 @@
 
 Accumulators (``update``/``merge``/``result``, shifted float64, weighted), the streaming
 driver :func:`measure`, connected correlators, propagator tools, errors and plots.
+
+Every measurement built on the per-block feature-moment engine is also a *plan*
+(:mod:`nnft.observables.plan`): ``run_plans(store, {"t": translation_plan(lattice), ...})``
+runs any number of them in one pass over the store (or, with :func:`stream_plans`, over the
+generator's chunks).
 """
 from .accumulators import (Accumulator, FourierTwoPoint, PointMoments, SampleFunction,
                            ScalarObservables, Series, SiteMean, SiteMoments, TwoPointMatrix,
-                           multiset_closure, normalize_tuples)
+                           FeatureMoments, SourceExponentials, multiset_closure,
+                           normalize_tuples)
 from .errors import (ErrorEstimate, error_methods, estimate, get_error_method, jackknife,
                      register_error_method)
 from .measure import ArraySource, Measurement, StreamingMeasurement, measure, open_source
 from .cumulants import (connected_correlator, cosnet_connected_4pt, cumulant_from_central,
                         deviation_measure, gp_npoint, joint_cumulant, moments, sample_cumulant,
-                        scaling_fit, set_partitions, single_neuron_connected)
+                        scaling_fit, set_partitions, single_neuron_connected, MomentsPlan,
+                        moments_plan, connected_plan)
 from .propagator import (correlation_length, effective_mass, momentum_propagator,
                          propagator_check, scalar_observables, susceptibility, two_point,
                          two_point_matrix)
 from .gamma import (GammaResult, chain_observables, gamma_effective_mass, gamma_error, make_obs,
                     n_eff, tau_int)
-from . import cluster, couplings, generating, rg, stats, symmetry, thermalization
+from . import stats, thermalization
 from .stats import (OUTCOMES, FourierModeMoments, HeavyTailWarning, SeparationCovariance,
                     TailSample, Verdict, attach_verdict, combine_verdicts, correlator_test,
                     compare_error_estimates, gpd_tail_shape, heavy_tail_check, hill_tail_index,
@@ -26,12 +33,19 @@ from .stats import (OUTCOMES, FourierModeMoments, HeavyTailWarning, SeparationCo
                     verdict_from_z)
 from .thermalization import (geweke_z, mser_cut, split_half_consistency, split_rhat,
                              thermalization_check)
-from .symmetry import (assess_deviations, check_hypercubic, check_internal_rotation,
-                       check_translation, correlator_replicas)
-from .cluster import cluster_profile, cosnet_g6c, fit_decay
-from .couplings import (amputated_vertex, quartic_coupling, running_quartic, six_point_check,
-                        vertex_integral, vertex_models, vertex_sum)
-from .generating import gaussian_W, generating_functional
+from . import cluster, combinatorics, couplings, generating, plan, replicas, rg, symmetry
+from .replicas import JackknifeResult, feature_replicas
+from .plan import (CorrelatorPlan, MeasurementPlan, correlator_plan, run_plans, stream_plans)
+from .symmetry import (ComparisonPlan, assess_deviations, check_hypercubic,
+                       check_internal_rotation, check_translation, comparison_plan,
+                       correlator_replicas, hypercubic_plan, internal_rotation_plan,
+                       translation_plan)
+from .cluster import ClusterPlan, cluster_plan, cluster_profile, cosnet_g6c, fit_decay
+from .couplings import (AmputatedVertexPlan, QuarticPlan, SixPointPlan, amputated_vertex,
+                        amputated_vertex_plan, quartic_coupling, quartic_plan, running_quartic,
+                        six_point_check, six_point_plan, vertex_integral, vertex_models,
+                        vertex_sum)
+from .generating import GeneratingPlan, gaussian_W, generating_functional, generating_plan
 from .rg import CoarseGrainedSource, rg_flow, shell_propagator
 from . import eft, positivity
 from .eft import (coupling_templates, eft_match, fit_couplings, nonlocal_quartic_template,
@@ -45,7 +59,7 @@ from .reweighting import (ReweightingWarning, base_mass, hartree_mass, kish_ess,
 __all__ = [
     "Accumulator", "FourierTwoPoint", "PointMoments", "SampleFunction", "ScalarObservables",
     "Series", "SiteMean", "SiteMoments", "TwoPointMatrix", "multiset_closure",
-    "normalize_tuples",
+    "normalize_tuples", "FeatureMoments", "SourceExponentials",
     "ErrorEstimate", "error_methods", "estimate", "get_error_method", "jackknife",
     "register_error_method",
     "ArraySource", "Measurement", "StreamingMeasurement", "measure", "open_source",
@@ -73,4 +87,10 @@ __all__ = [
     "HeavyTailWarning", "hill_tail_index", "gpd_tail_shape", "heavy_tail_check",
     "relative_or_absolute", "correlator_test", "tail_sample", "series_error_crosscheck", "thermalization", "geweke_z", "mser_cut", "split_half_consistency",
     "split_rhat", "thermalization_check",
+    "combinatorics", "replicas", "plan", "JackknifeResult", "feature_replicas",
+    "MeasurementPlan", "CorrelatorPlan", "correlator_plan", "run_plans", "stream_plans",
+    "ComparisonPlan", "comparison_plan", "translation_plan", "hypercubic_plan",
+    "internal_rotation_plan", "ClusterPlan", "cluster_plan", "GeneratingPlan", "generating_plan",
+    "QuarticPlan", "quartic_plan", "SixPointPlan", "six_point_plan", "AmputatedVertexPlan",
+    "amputated_vertex_plan", "MomentsPlan", "moments_plan", "connected_plan",
 ]

@@ -36,30 +36,20 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from nnft.lattice.backend import array_module as _xp_of
+from nnft.lattice.backend import to_numpy as _to_numpy
+
+from .combinatorics import cumulant_from_central
+
 __all__ = [
     "Accumulator", "SiteMoments", "SiteMean", "TwoPointMatrix", "FourierTwoPoint",
     "PointMoments", "SampleFunction", "ScalarObservables", "Series",
-    "normalize_tuples", "multiset_closure",
+    "FeatureMoments", "SourceExponentials", "normalize_tuples", "multiset_closure",
 ]
 
 
 # ----------------------------------------------------------------------------------------------
 # helpers
-def _xp_of(a):
-    mod = type(a).__module__
-    if mod.startswith("cupy"):
-        import cupy  # noqa: PLC0415
-
-        return cupy
-    return np
-
-
-def _to_numpy(a):
-    if hasattr(a, "get") and type(a).__module__.startswith("cupy"):
-        return a.get()
-    return np.asarray(a)
-
-
 def _log_weights(n, weights, log_weight):
     """Return (logref, w) with w = exp(lw - logref) (NumPy float64) or (0.0, None)."""
     if weights is not None and log_weight is not None:
@@ -91,6 +81,8 @@ def _wsum(w, a, xp):
     if w is None:
         return _to_numpy(a.sum(axis=0))
     wx = xp.asarray(w) if xp is not np else w
+    if a.dtype.kind == "c":  # same-dtype product: mixed real x complex skips BLAS
+        wx = wx.astype(a.dtype)
     return _to_numpy(xp.tensordot(wx, a, axes=(0, 0)))
 
 
@@ -188,6 +180,10 @@ class Accumulator:
     def _reshift(self, sums: dict, sum_w: float, old, new) -> dict:
         raise NotImplementedError
 
+    def _cast(self, phi, xp):
+        """The working dtype of a (restricted) chunk: float64."""
+        return phi if phi.dtype == xp.float64 else phi.astype(xp.float64)
+
     def result(self) -> dict:
         """Estimates from the data seen so far (dict of float64 NumPy arrays)."""
         raise NotImplementedError
@@ -224,8 +220,7 @@ class Accumulator:
         phi = self._restrict(phi, xp)  # e.g. only the columns of the chosen sites
         if self.shift is None:
             self._init_shift(phi, w, xp)
-        if phi.dtype != xp.float64:
-            phi = phi.astype(xp.float64)
+        phi = self._cast(phi, xp)
         sums = self._chunk_sums(phi, w, xp)
         sw = float(n) if w is None else float(w.sum())
         sw2 = float(n) if w is None else float((w * w).sum())
@@ -260,6 +255,20 @@ class Accumulator:
             sums = other._reshift(other._sums, other.sum_w, other.shift, self.shift)
         self._add(sums, other.sum_w, other.sum_w2, other.n_samples, other.logref, sign=-1.0)
         return self
+
+    def sums_without(self, other: "Accumulator"):
+        """``(sums, sum_w)`` of this accumulator's samples minus those of ``other`` (a subset
+        merged in before), in this accumulator's weight units: a delete-one-block jackknife
+        replica without copying the accumulator."""
+        self._check_compatible(other)
+        if other.n_samples == 0:
+            return dict(self._sums), self.sum_w
+        sums = other._sums
+        if not _same_shift(self.shift, other.shift):
+            sums = other._reshift(other._sums, other.sum_w, other.shift, self.shift)
+        f = math.exp(other.logref - self.logref)
+        return ({k: v - f * np.asarray(sums[k]) for k, v in self._sums.items()},
+                self.sum_w - f * other.sum_w)
 
     def empty(self) -> "Accumulator":
         """A new accumulator with the same configuration and shift and no data."""
@@ -666,7 +675,8 @@ class PointMoments(Accumulator):
         n = X.shape[0]
         widest = max(len(v) for v in self.by_order.values())
         step = max(1, self.block_bytes // (16 * widest))
-        out = {f"o{k}": np.zeros(len(self.by_order[k])) for k in self.by_order}
+        dt = np.complex128 if X.dtype.kind == "c" else np.float64
+        out = {f"o{k}": np.zeros(len(self.by_order[k]), dtype=dt) for k in self.by_order}
         prefix = {k: xp.asarray(v) for k, v in self._prefix.items()}
         last = {k: xp.asarray(v) for k, v in self._last.items()}
         for s0 in range(0, n, step):
@@ -702,7 +712,7 @@ class PointMoments(Accumulator):
         tabs = self._get_reshift_tables()
         out = {}
         for k in range(1, self.kmax + 1):
-            acc = np.array(sums[f"o{k}"], dtype=np.float64)
+            acc = np.array(sums[f"o{k}"], dtype=np.result_type(sums[f"o{k}"], c, np.float64))
             for r, sub, cc in tabs[k]:
                 S = sum_w if r == 0 else sums[f"o{r}"][sub]
                 acc = acc + S * np.prod(c[cc], axis=1)
@@ -711,6 +721,12 @@ class PointMoments(Accumulator):
 
     def _reshift(self, sums, sum_w, old, new):
         return self._shifted_table(sums, sum_w, np.asarray(old) - np.asarray(new))
+
+    def copy(self) -> "PointMoments":
+        """A copy sharing the (read-only) monomial tables, with its own sums."""
+        new = copy.copy(self)
+        new._sums = {k: np.array(v, copy=True) for k, v in self._sums.items()}
+        return new
 
     def moment_table(self, center: str = "mean") -> dict:
         """E[prod (phi_i - b_i)] for every multiset of the closure, as {sorted tuple: value}.
@@ -740,8 +756,6 @@ class PointMoments(Accumulator):
         return self.shift + self._sums["o1"] / self.sum_w
 
     def result(self) -> dict:
-        from .cumulants import cumulant_from_central  # noqa: PLC0415
-
         raw = self.moment_table("raw")
         cen = self.moment_table("mean")
         mean = dict(zip((int(s) for s in self.sites), self.mean()))
@@ -753,6 +767,257 @@ class PointMoments(Accumulator):
             "order": np.array([len(k) for k in keys]),
             "n_samples": self.n_samples, "ess": self.ess,
         }
+
+
+# ----------------------------------------------------------------------------------------------
+def tuple_arrays(tuples) -> list:
+    """Feature tuples as a list of int64 arrays ``(n_t, k)`` (one per correlator order k, 1..8).
+
+    Accepts one int array ``(n_tuples, k)``, a list of such arrays (several orders at once),
+    or a sequence of equal-length int sequences. Raises ValueError naming ``tuples``.
+    """
+    if isinstance(tuples, np.ndarray) and tuples.ndim == 2:
+        tl = [tuples]
+    elif isinstance(tuples, (list, tuple)) and len(tuples) and all(
+            isinstance(t, np.ndarray) and t.ndim == 2 for t in tuples):
+        tl = list(tuples)
+    else:
+        try:
+            arr = np.asarray(tuples)
+        except ValueError:
+            raise ValueError("tuples: expected an int array (n_tuples, n) or a list of such "
+                             "arrays") from None
+        if arr.ndim == 1:
+            arr = arr[None]
+        if arr.ndim != 2:
+            raise ValueError("tuples: expected an int array (n_tuples, n) or a list of such arrays")
+        tl = [arr]
+    out = []
+    for t in tl:
+        t = np.asarray(t)
+        if t.size and not np.issubdtype(t.dtype, np.integer):
+            raise ValueError(f"tuples: must be integer feature indices, got dtype {t.dtype}")
+        if t.shape[1] < 1 or t.shape[1] > 8:
+            raise ValueError(f"tuples: order must be 1..8, got {t.shape[1]}")
+        if t.size and t.min() < 0:
+            raise ValueError("tuples: negative feature index")
+        out.append(t.astype(np.int64))
+    if not any(t.shape[0] for t in out):
+        raise ValueError("tuples must not be empty")
+    return out
+
+
+def _flat_features(phi):
+    return phi.reshape(phi.shape[0], -1)
+
+
+# the features of the last chunk seen: accumulators sharing a features callable (e.g. a plan's
+# weighted and unweighted moments) evaluate it once per chunk; holds at most one chunk
+_LAST_FEATURES = [None]
+
+
+def clear_feature_cache():
+    """Drop the features of the last chunk (the driver calls it after a pass)."""
+    _LAST_FEATURES[0] = None
+
+
+def _features_of(features, phi):
+    last = _LAST_FEATURES[0]
+    if last is not None and last[0] is phi and last[1] is features:
+        return last[2]
+    X = features(phi)
+    _LAST_FEATURES[0] = (phi, features, X)
+    return X
+
+
+class FeatureMoments(PointMoments):
+    """Joint moments of per-configuration *features* at feature tuples (the jackknife engine).
+
+    A feature is any function of one configuration: the field at a site (default: the flat
+    field, flat index convention of the module docstring), a transformed copy of the field
+    (rotated components, translated sites), its Fourier transform (complex features are
+    allowed), a source exponential... Every distinct sorted sub-multiset of every tuple is
+    accumulated once as a shifted, weighted power sum (like :class:`PointMoments`), so that a
+    *block* of samples is summarised by one vector of sums; the driver
+    (:func:`nnft.observables.measure`) keeps one such accumulator per block, and
+    :func:`nnft.observables.replicas.feature_replicas` turns total and blocks into
+    delete-one-block jackknife replicas of any smooth function of the moments (connected
+    correlators, Wick-subtracted moments, differences under a symmetry, ratios).
+
+    Parameters
+    ----------
+    tuples : int array (n_t, k) or list of such arrays (orders 1..8)
+        Feature indices.
+    features : callable, optional
+        ``features(phi) -> (n, F)`` array (real or complex) for a chunk ``phi`` of shape
+        ``(n, *field_shape)``; it receives the chunk's own array type (NumPy for stores).
+        Default: the flattened field.
+    ignore_weights : bool
+        Treat weighted chunks as unweighted (e.g. to measure the undeformed reference ensemble
+        on the same samples and blocks as the reweighted one).
+    block_bytes : int
+        Working-memory cap for the per-chunk product table.
+
+    Attributes
+    ----------
+    tuple_list : list of int arrays, the tuples as given (one array per order)
+    lookups : list of int arrays (n_t, 2**k)
+        Index, into :meth:`shifted_moments`, of the monomial of every subset (bit mask) of
+        every tuple (-1 for the empty set).
+    """
+
+    def __init__(self, tuples, features: Callable | None = None, *, ignore_weights=False,
+                 block_bytes: int = 32 * 2 ** 20, field_shape=None, shift=None):
+        if features is not None and not callable(features):
+            raise ValueError("features must be callable features(phi) -> (n, F)")
+        self.tuple_list = tuple_arrays(tuples)
+        rows = [tuple(r) for t in self.tuple_list for r in t.tolist()]
+        self.features = features
+        self.ignore_weights = bool(ignore_weights)
+        super().__init__(rows, max_order=8, block_bytes=block_bytes, field_shape=field_shape,
+                         shift=shift)
+        offset, off = {}, 0
+        for k in range(1, self.kmax + 1):
+            offset[k] = off
+            off += len(self.by_order.get(k, ()))
+        self.n_monomials = off
+        self.lookups = []
+        for t in self.tuple_list:
+            k = t.shape[1]
+            ids = np.full((t.shape[0], 1 << k), -1, dtype=np.int64)
+            for row, tup in enumerate(t.tolist()):
+                for mask in range(1, 1 << k):
+                    key = tuple(sorted(tup[i] for i in range(k) if mask >> i & 1))
+                    order, i = self.index[key]
+                    ids[row, mask] = offset[order] + i
+            self.lookups.append(ids)
+        self._col = {int(s): i for i, s in enumerate(self.sites)}
+
+    def _config(self):
+        f = self.features
+        name = None if f is None else getattr(f, "__qualname__", type(f).__qualname__)
+        return super()._config() + (self.ignore_weights, name)
+
+    def _restrict(self, phi, xp):
+        X = _flat_features(phi) if self.features is None else _features_of(self.features, phi)
+        if not hasattr(X, "ndim") or X.ndim != 2 or X.shape[0] != phi.shape[0]:
+            raise ValueError("features: must return an array (n_samples, n_features)")
+        if self.sites.max() >= X.shape[1]:
+            raise ValueError(f"tuples: feature index {int(self.sites.max())} out of range for "
+                             f"{X.shape[1]} features")
+        return X[:, _xp_of(X).asarray(self.sites)]
+
+    def _cast(self, X, xp):
+        dt = xp.complex128 if X.dtype.kind == "c" else xp.float64
+        return xp.ascontiguousarray(X if X.dtype == dt else X.astype(dt))
+
+    def _init_shift(self, X, w, xp):
+        X = self._cast(X, xp)
+        m = X.mean(axis=0) if w is None else _wsum(w, X, xp) / w.sum()
+        self.shift = np.asarray(_to_numpy(m))
+
+    def prepare(self, phi, weights=None, *, log_weight=None):
+        if self.ignore_weights:
+            weights = log_weight = None
+        return super().prepare(phi, weights, log_weight=log_weight)
+
+    def update(self, phi, weights=None, *, log_weight=None):
+        if self.ignore_weights:
+            weights = log_weight = None
+        return super().update(phi, weights, log_weight=log_weight)
+
+    def shifted_moments(self) -> np.ndarray:
+        """Means of all monomials about the shift, ``E prod_i (f_i - a_i)`` (n_monomials,)."""
+        if self.n_samples == 0:
+            raise ValueError("FeatureMoments has seen no samples")
+        return self._flat_sums(self) / self.sum_w
+
+    def shifted_moments_without(self, block: "FeatureMoments") -> np.ndarray:
+        """Shifted monomial means of this accumulator's samples minus those of ``block``
+        (a subset merged in before): the delete-one-block jackknife replica."""
+        sums, sum_w = self.sums_without(block)
+        return self._flat_sums(sums) / sum_w
+
+    def _flat_sums(self, acc_or_sums):
+        sums = acc_or_sums._sums if isinstance(acc_or_sums, Accumulator) else acc_or_sums
+        return np.concatenate([np.asarray(sums[f"o{k}"]) for k in range(1, self.kmax + 1)])
+
+    def tuple_shifts(self, i: int) -> np.ndarray:
+        """The shifts ``a`` of the features of tuple array ``i`` (n_t, k)."""
+        t = self.tuple_list[i]
+        cols = np.vectorize(self._col.__getitem__, otypes=[np.int64])(t) if t.size else t
+        return self.shift[cols]
+
+
+class SourceExponentials(Accumulator):
+    """Per-source exponentials and power sums of ``X_s = sum_x J_s(x) phi(x)`` (for W[J]).
+
+    Keeps ``sum w exp(X - c)`` (``c`` = the largest X of the first chunk, per source) and the
+    shifted power sums ``sum w (X - a)^k``, k = 1..n_max (``a`` = mean of the first chunk).
+
+    Parameters
+    ----------
+    J : array (n_sources, F)
+        Sources over the flattened configuration (flat index convention).
+    n_max : int
+        Highest power kept.
+
+    ``result()``: ``W`` = log E exp(X) (n_sources,), ``moments`` = E X^k (n_sources, n_max).
+    """
+
+    def __init__(self, J, n_max: int = 4, *, field_shape=None, shift=None, exp_shift=None):
+        super().__init__(field_shape, shift)
+        J = np.asarray(J, dtype=np.float64)
+        if J.ndim != 2:
+            raise ValueError(f"J must be an array (n_sources, n_features), got shape {J.shape}")
+        if not isinstance(n_max, (int, np.integer)) or n_max < 1:
+            raise ValueError(f"n_max: must be a positive int, got {n_max!r}")
+        self.J = J
+        self._JT = None
+        self.n_max = int(n_max)
+        self.exp_shift = None if exp_shift is None else np.asarray(exp_shift, dtype=np.float64)
+
+    def _config(self):
+        return super()._config() + (self.J.shape, self.n_max)
+
+    def _restrict(self, phi, xp):
+        X = phi.reshape(phi.shape[0], -1)
+        if X.shape[1] != self.J.shape[1]:
+            raise ValueError(f"J: {self.J.shape[1]} entries per source but configurations have "
+                             f"{X.shape[1]}")
+        if self._JT is None:
+            self._JT = np.ascontiguousarray(self.J.T)  # (F, n_sources); C order is BLAS-fast
+        return X.astype(xp.float64) @ xp.asarray(self._JT)  # (n, n_sources)
+
+    def _init_shift(self, X, w, xp):
+        m = X.mean(axis=0)
+        self.shift = np.asarray(_to_numpy(m), dtype=np.float64)
+        if self.exp_shift is None:
+            self.exp_shift = np.asarray(_to_numpy(X.max(axis=0)), dtype=np.float64)
+
+    def _chunk_sums(self, X, w, xp):
+        c = xp.asarray(self.exp_shift)
+        if float(_to_numpy((X - c).max())) > 600.0:
+            raise ValueError("J: exp(J.phi) overflows (J.phi exceeds the first chunk's maximum "
+                             "by more than 600); use a smaller source")
+        out = _power_sums(X - xp.asarray(self.shift), w, xp, self.n_max)
+        out["e"] = _wsum(w, xp.exp(X - c), xp)
+        return out
+
+    def _reshift(self, sums, sum_w, old, new):
+        return _binom_reshift_power(sums, sum_w, old - new, self.n_max)
+
+    def stats_from(self, sums, sum_w):
+        """(W, raw moments E (X - a)^k) from sums (possibly leave-one-out)."""
+        W = np.log(sums["e"] / sum_w) + self.exp_shift
+        mom = np.stack([sums[f"p{k}"] / sum_w for k in range(1, self.n_max + 1)], axis=-1)
+        return W, mom
+
+    def result(self) -> dict:
+        if self.n_samples == 0:
+            raise ValueError("SourceExponentials has seen no samples")
+        W, mom = self.stats_from(self._sums, self.sum_w)
+        return {"W": W, "shifted_moments": mom, "n_samples": self.n_samples, "ess": self.ess}
 
 
 # ----------------------------------------------------------------------------------------------

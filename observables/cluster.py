@@ -21,14 +21,24 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
+import xarray as xr
+from scipy import stats
+from scipy.optimize import curve_fit
 
-from .symmetry import JackknifeResult, _jk_error, correlator_replicas
+from .accumulators import FeatureMoments
+from .combinatorics import pairings
+from .replicas import JackknifeResult, feature_replicas, group_average, jackknife_error
+from .plan import MeasurementPlan, measure_plans, run_plans
 
 __all__ = [
     "cluster_tuples",
     "cluster_profile",
+    "cluster_plan",
+    "ClusterPlan",
+    "ProfilePlan",
     "profile_from_tuples",
     "fit_decay",
     "cosnet_g4c",
@@ -110,9 +120,8 @@ def cluster_tuples(lattice, cluster_a=None, cluster_b=None, separations=None, *,
     return np.concatenate(rows), np.concatenate(groups), separations
 
 
-def profile_from_tuples(source, tuples, groups, n_a, *, stat="connected", n_blocks=32,
-                        log_weight=None, features=None):
-    """Cluster profile from explicit tuples (lattice or continuum point sets).
+class ProfilePlan(MeasurementPlan):
+    """Cluster profile from explicit tuples (lattice or continuum point sets), as a plan.
 
     Parameters
     ----------
@@ -120,40 +129,75 @@ def profile_from_tuples(source, tuples, groups, n_a, *, stat="connected", n_bloc
         Feature indices; the first ``n_a`` points form cluster A, the rest cluster B.
     groups : int array (n_rows,)
         Separation index of each row; rows with the same index are averaged.
+    n_a : int
     stat : {"connected", "truncated"}
         Joint cumulant of all n points, or <O_A O_B> - <O_A><O_B>.
+    features : callable ``features(phi) -> (n, F)``, optional
+    n_blocks : int
+
+    :meth:`replicas` gives the JackknifeResult over the sorted unique groups; ``finalize`` a
+    Dataset with ``value``, ``error`` (dim ``group``).
+    """
+
+    kind = "cluster_profile"
+
+    def __init__(self, tuples, groups, n_a, *, stat="connected", features=None, n_blocks=32):
+        super().__init__(n_blocks=n_blocks)
+        t = np.asarray(tuples, dtype=np.int64)
+        if t.ndim != 2:
+            raise ValueError(f"tuples: expected an int array (n_rows, n), got shape {t.shape}")
+        if not 1 <= n_a < t.shape[1]:
+            raise ValueError(f"n_a: cluster A needs between 1 and {t.shape[1] - 1} points, "
+                             f"got {n_a}")
+        if stat not in ("connected", "truncated"):
+            raise ValueError(f"stat: must be 'connected' or 'truncated', got {stat!r}")
+        self.tuples, self.groups, self.n_a = t, np.asarray(groups), int(n_a)
+        self.stat, self.features = stat, features
+
+    def accumulators(self) -> dict:
+        t = self.tuples
+        tl = [t] if self.stat == "connected" else [t, t[:, :self.n_a], t[:, self.n_a:]]
+        return {"moments": FeatureMoments(tl, self.features)}
+
+    def replicas(self, measurement) -> JackknifeResult:
+        tot = measurement["moments"]
+        blocks = [b["moments"] for b in measurement.blocks]
+        if self.stat == "connected":
+            return feature_replicas(tot, blocks, stat="connected", groups=self.groups)
+        res = feature_replicas(tot, blocks, stat="moment")
+        m = self.tuples.shape[0]
+        full, a, b = res[np.arange(m)], res[np.arange(m, 2 * m)], res[np.arange(2 * m, 3 * m)]
+        val = full.value - a.value * b.value
+        reps = full.replicas - a.replicas * b.replicas
+        return JackknifeResult(group_average(val, self.groups), group_average(reps, self.groups),
+                               {"stat": "truncated", "n_blocks": len(blocks)})
+
+    def finalize(self, measurement) -> xr.Dataset:
+        res = self.replicas(measurement)
+        return xr.Dataset({"value": ("group", np.real(res.value)), "error": ("group", res.error)},
+                          coords={"group": np.unique(self.groups)},
+                          attrs={"stat": self.stat, "n_blocks": res.n_blocks})
+
+
+def profile_from_tuples(source, tuples, groups, n_a, *, stat="connected", n_blocks=32,
+                        log_weight=None, features=None):
+    """Cluster profile from explicit tuples (lattice or continuum point sets).
+
+    Runs a :class:`ProfilePlan` (see there for the parameters) over ``source``.
 
     Returns
     -------
     JackknifeResult over the sorted unique groups.
     """
-    t = np.asarray(tuples, dtype=np.int64)
-    groups = np.asarray(groups)
-    if not 1 <= n_a < t.shape[1]:
-        raise ValueError(f"n_a: cluster A needs between 1 and {t.shape[1] - 1} points, got {n_a}")
-    if stat == "connected":
-        return correlator_replicas(source, t, stat="connected", n_blocks=n_blocks,
-                                   log_weight=log_weight, features=features, groups=groups)
-    if stat != "truncated":
-        raise ValueError(f"stat: must be 'connected' or 'truncated', got {stat!r}")
-    res = correlator_replicas(source, [t, t[:, :n_a], t[:, n_a:]], stat="moment",
-                              n_blocks=n_blocks, log_weight=log_weight, features=features)
-    m = t.shape[0]
-    full, a, b = res[np.arange(m)], res[np.arange(m, 2 * m)], res[np.arange(2 * m, 3 * m)]
-    val = full.value - a.value * b.value
-    reps = full.replicas - a.replicas * b.replicas
-    u, inv = np.unique(groups, return_inverse=True)
-    cnt = np.bincount(inv).astype(float)
-    agg = lambda v: np.stack([v[..., inv == g].sum(-1) / cnt[g] for g in range(len(u))], -1)  # noqa: E731
-    return JackknifeResult(agg(val), agg(reps), {"stat": "truncated", "n_blocks": n_blocks})
+    plan = ProfilePlan(tuples, groups, n_a, stat=stat, features=features, n_blocks=n_blocks)
+    meas, _ = measure_plans(source, {"p": plan}, log_weight=log_weight)
+    return plan.replicas(meas.namespace("p"))
 
 
 # --------------------------------------------------------------------------------------------
 # fits
 # --------------------------------------------------------------------------------------------
 def _fit_once(model, R, y, s, p0, L):
-    from scipy.optimize import curve_fit
-
     if model == "plateau":
         w = 1 / s ** 2
         c = np.sum(w * y) / np.sum(w)
@@ -196,8 +240,6 @@ def fit_decay(R, value, error, *, replicas=None, model="exp", L=None):
     dict with ``params`` (names -> value), ``errors`` (names -> error), ``chi2`` (diagonal),
     ``dof``, ``p_value``, ``model``, ``R`` (fitted separations).
     """
-    from scipy import stats
-
     R = np.asarray(R, dtype=float)
     y = np.real(np.asarray(value))
     s = np.asarray(error, dtype=float)
@@ -238,11 +280,10 @@ def fit_decay(R, value, error, *, replicas=None, model="exp", L=None):
                 fits.append(_fit_once(model, Rf, r, sf, popt, L))
             except RuntimeError:
                 fits.append(np.full_like(popt, np.nan))
-        perr = _jk_error(np.array(fits))
+        perr = jackknife_error(np.array(fits))
     elif model == "plateau":
         perr = np.array([1 / math.sqrt(np.sum(1 / sf ** 2))])
     else:
-        from scipy.optimize import curve_fit
         _, pcov = curve_fit(f, Rf, yf, p0=popt, sigma=sf, absolute_sigma=True, maxfev=20000)
         perr = np.sqrt(np.diag(pcov))
     return {"model": model, "params": dict(zip(names, map(float, popt))),
@@ -254,6 +295,39 @@ def fit_decay(R, value, error, *, replicas=None, model="exp", L=None):
 # --------------------------------------------------------------------------------------------
 # profile + verdict
 # --------------------------------------------------------------------------------------------
+class ClusterPlan(ProfilePlan):
+    """Profile of a connected (or truncated) correlator of two separated clusters, with fits.
+
+    The plan of :func:`cluster_profile` (see there for the parameters, without ``source`` and
+    ``log_weight``); ``finalize`` gives its Dataset.
+    """
+
+    kind = "cluster_profile"
+
+    def __init__(self, lattice, *, order=4, cluster_a=None, cluster_b=None, separations=None,
+                 axis=0, stat="connected", average=True, n_blocks=32, tail=None, fit_range=None,
+                 expected_rate=None, expected=None, alpha=1e-3, signal_z=3.0):
+        tuples, groups, seps = cluster_tuples(lattice, cluster_a, cluster_b, separations,
+                                              axis=axis, order=order, average=average)
+        n_a = (order // 2) if cluster_a is None else np.atleast_2d(cluster_a).shape[0]
+        super().__init__(tuples, groups, n_a, stat=stat, n_blocks=n_blocks)
+        self.seps, self.axis = seps, axis
+        self.tail, self.fit_range, self.signal_z, self.alpha = tail, fit_range, signal_z, alpha
+        self.expected_rate, self.expected = expected_rate, expected
+
+    def finalize(self, measurement) -> xr.Dataset:
+        res = self.replicas(measurement)
+        return _profile_dataset(res, self.tuples, self.seps, stat=self.stat, axis=self.axis,
+                                tail=self.tail, fit_range=self.fit_range,
+                                expected_rate=self.expected_rate, expected=self.expected,
+                                alpha=self.alpha, signal_z=self.signal_z)
+
+
+def cluster_plan(lattice, **options) -> ClusterPlan:
+    """A :class:`ClusterPlan` (options as for :func:`cluster_profile`)."""
+    return ClusterPlan(lattice, **options)
+
+
 def cluster_profile(source, lattice, *, order=4, cluster_a=None, cluster_b=None,
                     separations=None, axis=0, stat="connected", average=True, n_blocks=32,
                     log_weight=None, tail=None, fit_range=None, expected_rate=None,
@@ -291,14 +365,17 @@ def cluster_profile(source, lattice, *, order=4, cluster_a=None, cluster_b=None,
         ``power``, ``power_error``, and the rate / plateau comparisons when expectations are
         given (``rate_z``, ``plateau_expected``, ``plateau_expected_z``).
     """
-    import xarray as xr
-    from scipy import stats
+    plan = ClusterPlan(lattice, order=order, cluster_a=cluster_a, cluster_b=cluster_b,
+                       separations=separations, axis=axis, stat=stat, average=average,
+                       n_blocks=n_blocks, tail=tail, fit_range=fit_range,
+                       expected_rate=expected_rate, expected=expected, alpha=alpha,
+                       signal_z=signal_z)
+    return run_plans(source, {"cluster": plan}, log_weight=log_weight)["cluster"]
 
-    tuples, groups, seps = cluster_tuples(lattice, cluster_a, cluster_b, separations, axis=axis,
-                                          order=order, average=average)
-    n_a = (order // 2) if cluster_a is None else np.atleast_2d(cluster_a).shape[0]
-    res = profile_from_tuples(source, tuples, groups, n_a, stat=stat, n_blocks=n_blocks,
-                              log_weight=log_weight)
+
+def _profile_dataset(res, tuples, seps, *, stat, axis, tail, fit_range, expected_rate, expected,
+                     alpha, signal_z):
+    n_blocks = res.n_blocks
     val, err = np.real(res.value), res.error
     reps = np.real(res.replicas)
     nR = len(seps)
@@ -443,25 +520,12 @@ def cosnet_g6c(G, tuples, width, *, k4=3.0, k6=15.0, G0=None):
         for (i, j), (k, l) in (((p, q), (r, s)), ((p, r), (q, s)), ((p, s), (q, r))):
             s3 += _G_at(G, x[:, i] + x[:, j] - x[:, k] - x[:, l])
         t42 += g2 * s3
-    for pairing in _pairings6():
+    for pairing in pairings(6):
         term = np.ones(n_t)
         for a, b in pairing:
             term *= _G_at(G, x[:, a] - x[:, b])
         t222 += term
     return (k6 * g0 ** 2 / 4 * t6 - k4 * g0 / 2 * t42 + 2 * t222) / width ** 2
-
-
-def _pairings6():
-    def rec(items):
-        if not items:
-            yield []
-            return
-        a = items[0]
-        for j in range(1, len(items)):
-            rest = items[1:j] + items[j + 1:]
-            for p in rec(rest):
-                yield [(a, items[j])] + p
-    return list(rec(list(range(6))))
 
 
 # --------------------------------------------------------------------------------------------
@@ -491,7 +555,6 @@ def plot_cluster_profile(ds, path, *, title=None):
     ax.set_title(title or f"cluster decomposition: {a.get('verdict', '')}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from pathlib import Path
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -22,10 +22,20 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
+import xarray as xr
+from scipy import stats
 
-from .symmetry import JackknifeResult, _jk_error, assess_deviations, correlator_replicas
+from .combinatorics import local_tuples, pairs_and_rest, random_tuples
+from nnft.lattice.backend import xp_of
+
+from .accumulators import FeatureMoments
+from .replicas import JackknifeResult, feature_replicas
+from .replicas import jackknife_error as _jk_error
+from .plan import MeasurementPlan, measure_plans
+from .symmetry import assess_deviations
 
 __all__ = [
     "vertex_sum",
@@ -40,6 +50,8 @@ __all__ = [
     "tree_g6c",
     "six_point_check",
     "amputated_vertex",
+    "QuarticPlan", "quartic_plan", "SixPointPlan", "six_point_plan", "AmputatedVertexPlan",
+    "amputated_vertex_plan", "FourierFeatures",
     "vertex_models",
     "plot_coupling_flow",
 ]
@@ -190,8 +202,6 @@ def fit_quartic(delta_g4, error, vertex, *, replicas=None):
     -------
     dict: ``lam``, ``lam_error``, ``chi2`` (diagonal), ``dof``, ``p_value``, ``lam_replicas``.
     """
-    from scipy import stats
-
     y = np.real(np.asarray(delta_g4, dtype=complex if np.iscomplexobj(delta_g4) else float))
     s = np.asarray(error, dtype=float)
     v = -24.0 * np.asarray(vertex, dtype=float)
@@ -217,39 +227,70 @@ def fit_quartic(delta_g4, error, vertex, *, replicas=None):
     return out
 
 
-def _random_tuples(rng, V, n, count):
-    return np.array([rng.choice(V, size=n, replace=n > V) for _ in range(count)], dtype=np.int64)
+def _replicas(meas, key, stat, groups=None):
+    return feature_replicas(meas[key], [b[key] for b in meas.blocks], stat=stat, groups=groups)
 
 
-def local_tuples(lattice, n, count, *, seed=0):
-    """Tuples of n sites near the origin, first (0,..,0), then random multisets of the origin and
-    its nearest neighbours (where a quartic vertex signal is largest); deduplicated."""
-    rng = np.random.default_rng(seed)
-    shape = tuple(lattice.shape)
-    d = len(shape)
-    offs = [np.zeros(d, dtype=np.int64)]
-    for mu in range(d):
-        for sgn in (1, -1):
-            e = np.zeros(d, dtype=np.int64)
-            e[mu] = sgn
-            offs.append(e)
-    offs = np.array(offs)
-    periodic = getattr(lattice, "boundary", "periodic") == "periodic"
-    if not periodic:
-        offs = offs + np.asarray(shape) // 2
-    seen = {(0,) * n}
-    out = [np.zeros(n, dtype=np.int64)]
-    tries = 0
-    while len(out) < count and tries < 100 * count:
-        tries += 1
-        pick = np.sort(rng.integers(0, len(offs), size=n))
-        key = tuple(pick.tolist())
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(pick)
-    coords = offs[np.array(out)] % np.asarray(shape)
-    return np.ravel_multi_index(tuple(np.moveaxis(coords, -1, 0)), shape)
+def _check_reference(reference):
+    if reference not in (None, "unweighted"):
+        raise ValueError(f"reference: must be None or 'unweighted', got {reference!r}")
+
+
+class QuarticPlan(MeasurementPlan):
+    """Tree-level quartic coupling from the connected 4-point function (a measurement plan).
+
+    Parameters as for :func:`quartic_coupling` (without ``source``, ``log_weight``,
+    ``return_result``). With ``reference="unweighted"`` the unweighted reference is a second
+    accumulator of the same pass. ``finalize`` gives the Dataset of :func:`quartic_coupling`;
+    :meth:`result` also the JackknifeResult of Delta G4 and the fit.
+    """
+
+    kind = "quartic_coupling"
+
+    def __init__(self, lattice, kernel, *, tuples=None, n_tuples=24, average=True, n_blocks=32,
+                 offset=0.0, seed=0, reference=None):
+        super().__init__(n_blocks=n_blocks)
+        _check_reference(reference)
+        if tuples is None:
+            tuples = local_tuples(lattice, 4, n_tuples, seed=seed)
+        self.tuples = np.asarray(tuples, dtype=np.int64)
+        self.rows, self.groups = _translates(lattice, self.tuples, average)
+        self.lattice, self.kernel, self.offset = lattice, kernel, offset
+        self.average, self.reference = average, reference
+
+    def accumulators(self) -> dict:
+        out = {"g4": FeatureMoments(self.rows)}
+        if self.reference == "unweighted":
+            out["ref"] = FeatureMoments(self.rows, ignore_weights=True)
+        return out
+
+    def result(self, measurement):
+        """(Dataset, JackknifeResult of Delta G4, fit dict)."""
+        res = _replicas(measurement, "g4", "connected", self.groups)
+        if self.reference == "unweighted":
+            ref = _replicas(measurement, "ref", "connected", self.groups)
+            res = JackknifeResult(res.value - ref.value, res.replicas - ref.replicas, res.attrs)
+        tuples, lattice = self.tuples, self.lattice
+        V4 = vertex_sum(self.kernel, tuples, offset=self.offset, lattice=lattice)
+        fit = fit_quartic(res.value, res.error, V4, replicas=res.replicas)
+        ds = xr.Dataset({"delta_g4": ("tuple", np.real(res.value)), "error": ("tuple", res.error),
+                         "vertex": ("tuple", V4), "fit": ("tuple", -24 * fit["lam"] * V4),
+                         "points": (("tuple", "leg"), tuples)},
+                        coords={"tuple": np.arange(len(tuples))})
+        ds.attrs.update({k: fit[k] for k in ("lam", "lam_error", "chi2", "dof", "p_value")})
+        ds.attrs.update({"n_blocks": res.n_blocks, "reference": str(self.reference),
+                         "convention": "Delta S = lambda sum phi^4; "
+                         "G4c = -24 lambda sum_y prod K(x_i, y)", "translation_averaged": int(
+                             self.average and getattr(lattice, "boundary", "open") == "periodic")})
+        return ds, res, fit
+
+    def finalize(self, measurement) -> xr.Dataset:
+        return self.result(measurement)[0]
+
+
+def quartic_plan(lattice, kernel, **options) -> QuarticPlan:
+    """A :class:`QuarticPlan` (options as for :func:`quartic_coupling`)."""
+    return QuarticPlan(lattice, kernel, **options)
 
 
 def quartic_coupling(source, lattice, kernel, *, tuples=None, n_tuples=24, average=True,
@@ -286,30 +327,10 @@ def quartic_coupling(source, lattice, kernel, *, tuples=None, n_tuples=24, avera
         ``lam``, ``lam_error``, ``chi2``, ``dof``, ``p_value`` (diagonal chi^2 of the local fit).
         With ``return_result=True`` also the JackknifeResult of delta_g4 (tuple-averaged).
     """
-    import xarray as xr
-
-    if tuples is None:
-        tuples = local_tuples(lattice, 4, n_tuples, seed=seed)
-    tuples = np.asarray(tuples, dtype=np.int64)
-    rows, groups = _translates(lattice, tuples, average)
-    res = correlator_replicas(source, rows, stat="connected", n_blocks=n_blocks,
-                              log_weight=log_weight, groups=groups)
-    if reference == "unweighted":
-        ref = correlator_replicas(source, rows, stat="connected", n_blocks=n_blocks,
-                                  groups=groups, ignore_weights=True)
-        res = JackknifeResult(res.value - ref.value, res.replicas - ref.replicas, res.attrs)
-    elif reference is not None:
-        raise ValueError(f"reference: must be None or 'unweighted', got {reference!r}")
-    V4 = vertex_sum(kernel, tuples, offset=offset, lattice=lattice)
-    fit = fit_quartic(res.value, res.error, V4, replicas=res.replicas)
-    ds = xr.Dataset({"delta_g4": ("tuple", np.real(res.value)), "error": ("tuple", res.error),
-                     "vertex": ("tuple", V4), "fit": ("tuple", -24 * fit["lam"] * V4),
-                     "points": (("tuple", "leg"), tuples)},
-                    coords={"tuple": np.arange(len(tuples))})
-    ds.attrs.update({k: fit[k] for k in ("lam", "lam_error", "chi2", "dof", "p_value")})
-    ds.attrs.update({"n_blocks": n_blocks, "reference": str(reference), "convention": "Delta S = lambda sum phi^4; "
-                     "G4c = -24 lambda sum_y prod K(x_i, y)", "translation_averaged": int(
-                         average and getattr(lattice, "boundary", "open") == "periodic")})
+    plan = QuarticPlan(lattice, kernel, tuples=tuples, n_tuples=n_tuples, average=average,
+                       n_blocks=n_blocks, offset=offset, seed=seed, reference=reference)
+    meas, _ = measure_plans(source, {"q": plan}, log_weight=log_weight)
+    ds, res, fit = plan.result(meas.namespace("q"))
     if return_result:
         return ds, res, fit
     return ds
@@ -345,8 +366,6 @@ def running_quartic(delta_g4, error, points, tuples, kernel_fn, cutoffs, *, repl
     -------
     xarray.Dataset over ``cutoff``: ``lam``, ``lam_error``, ``chi2``, ``dof``.
     """
-    import xarray as xr
-
     cutoffs = np.asarray(cutoffs, dtype=float)
     rows = []
     for lam_c in cutoffs:
@@ -362,13 +381,6 @@ def running_quartic(delta_g4, error, points, tuples, kernel_fn, cutoffs, *, repl
 # --------------------------------------------------------------------------------------------
 # 6-point
 # --------------------------------------------------------------------------------------------
-def _pairs_and_rest(n=6):
-    out = []
-    for a, b in itertools.combinations(range(n), 2):
-        out.append(((a, b), tuple(i for i in range(n) if i not in (a, b))))
-    return out
-
-
 def predict_delta_g6(lam, kernel, tuples6, *, offset=0.0, vertex_fn=None, lattice=None):
     """First-order prediction ``Delta G6 = -24 lambda sum_15 K(x_a, x_b) V4(rest)``.
 
@@ -392,7 +404,7 @@ def predict_delta_g6(lam, kernel, tuples6, *, offset=0.0, vertex_fn=None, lattic
     K = _kernel_matrix(kernel, lattice)
     vf = vertex_fn or (lambda tt: vertex_sum(K, tt, offset=offset))
     tot = np.zeros(t.shape[0])
-    for (a, b), rest in _pairs_and_rest():
+    for (a, b), rest in pairs_and_rest(6):
         tot += K[t[:, a], t[:, b]] * vf(t[:, list(rest)])
     lam = np.asarray(lam, dtype=float)
     return -24.0 * (lam[..., None] if lam.ndim else lam) * tot
@@ -413,6 +425,64 @@ def tree_g6c(lam, kernel, tuples6, *, lattice=None):
     return (24.0 * lam) ** 2 * out
 
 
+class SixPointPlan(MeasurementPlan):
+    """Fit lambda from G4c and compare the predicted Delta G6 with the measured (a plan).
+
+    Parameters as for :func:`six_point_check` (without ``source``, ``log_weight``); both
+    4- and 6-point functions are accumulated in the same pass (same blocks).
+    """
+
+    kind = "six_point"
+
+    def __init__(self, lattice, kernel, *, tuples4=None, tuples6=None, n_tuples=24, average=True,
+                 n_blocks=32, offset=0.0, alpha=0.01, seed=0, lam=None):
+        super().__init__(n_blocks=n_blocks)
+        rng = np.random.default_rng(seed)
+        V = int(np.prod(lattice.shape))
+        self.t4 = random_tuples(rng, V, 4, n_tuples) if tuples4 is None else np.asarray(tuples4)
+        self.t6 = random_tuples(rng, V, 6, n_tuples) if tuples6 is None else np.asarray(tuples6)
+        self.r4, self.g4 = _translates(lattice, self.t4, average)
+        self.r6, self.g6 = _translates(lattice, self.t6, average)
+        self.lattice, self.kernel, self.offset = lattice, kernel, offset
+        self.alpha, self.lam = alpha, lam
+
+    def accumulators(self) -> dict:
+        return {"g4": FeatureMoments(self.r4), "g6": FeatureMoments(self.r6)}
+
+    def finalize(self, measurement) -> xr.Dataset:
+        res4 = _replicas(measurement, "g4", "connected", self.g4)
+        res6 = _replicas(measurement, "g6", "wick_subtracted", self.g6)
+        n_blocks = res4.n_blocks
+        lattice, kernel, offset, lam, alpha = (self.lattice, self.kernel, self.offset, self.lam,
+                                               self.alpha)
+        t4, t6 = self.t4, self.t6
+        V4 = vertex_sum(kernel, t4, offset=offset, lattice=lattice)
+        fit = fit_quartic(res4.value, res4.error, V4, replicas=res4.replicas)
+        lam_v = fit["lam"] if lam is None else float(lam)
+        lam_r = fit["lam_replicas"] if lam is None else np.full(n_blocks, float(lam))
+        pred = predict_delta_g6(lam_v, kernel, t6, offset=offset, lattice=lattice)
+        pred_r = predict_delta_g6(lam_r, kernel, t6, offset=offset, lattice=lattice)
+        diff = JackknifeResult(np.real(res6.value) - pred, np.real(res6.replicas) - pred_r)
+        err = diff.error
+        v = assess_deviations(diff.value, err, dof=n_blocks - 1, alpha=alpha)
+        ds = xr.Dataset({"measured": ("tuple", np.real(res6.value)), "predicted": ("tuple", pred),
+                         "error": ("tuple", err), "measured_error": ("tuple", res6.error),
+                         "z": ("tuple", (diff.value) / err)},
+                        coords={"tuple": np.arange(len(t6))})
+        ds.attrs.update({"lam": lam_v, "lam_error": fit["lam_error"], "lam_fitted": fit["lam"],
+                         "verdict": "consistent" if v["passed"] else "inconsistent",
+                         "passed": int(v["passed"]), "max_abs_z": v["max_abs_z"],
+                         "z_threshold": v["z_threshold"], "chi2_diag": v["chi2"],
+                         "chi2_dof": v["chi2_dof"], "n_blocks": n_blocks,
+                         "quantity": "Delta G6 = G6 - sum_15 G2 G2 G2 vs -24 lambda sum_15 K V4"})
+        return ds
+
+
+def six_point_plan(lattice, kernel, **options) -> SixPointPlan:
+    """A :class:`SixPointPlan` (options as for :func:`six_point_check`)."""
+    return SixPointPlan(lattice, kernel, **options)
+
+
 def six_point_check(source, lattice, kernel, *, tuples4=None, tuples6=None, n_tuples=24,
                     average=True, n_blocks=32, log_weight=None, offset=0.0, alpha=0.01,
                     seed=0, lam=None):
@@ -427,43 +497,116 @@ def six_point_check(source, lattice, kernel, *, tuples4=None, tuples6=None, n_tu
     xarray.Dataset over ``tuple``: ``measured``, ``predicted``, ``error``, ``z``; attrs
     ``lam``, ``lam_error``, ``verdict`` ("consistent"/"inconsistent"), ``max_abs_z``, ...
     """
-    import xarray as xr
-
-    rng = np.random.default_rng(seed)
-    V = int(np.prod(lattice.shape))
-    t4 = _random_tuples(rng, V, 4, n_tuples) if tuples4 is None else np.asarray(tuples4)
-    t6 = _random_tuples(rng, V, 6, n_tuples) if tuples6 is None else np.asarray(tuples6)
-    r4, g4 = _translates(lattice, t4, average)
-    r6, g6 = _translates(lattice, t6, average)
-    res4 = correlator_replicas(source, r4, stat="connected", n_blocks=n_blocks,
-                               log_weight=log_weight, groups=g4)
-    res6 = correlator_replicas(source, r6, stat="wick_subtracted", n_blocks=n_blocks,
-                               log_weight=log_weight, groups=g6)
-    V4 = vertex_sum(kernel, t4, offset=offset, lattice=lattice)
-    fit = fit_quartic(res4.value, res4.error, V4, replicas=res4.replicas)
-    lam_v = fit["lam"] if lam is None else float(lam)
-    lam_r = fit["lam_replicas"] if lam is None else np.full(n_blocks, float(lam))
-    pred = predict_delta_g6(lam_v, kernel, t6, offset=offset, lattice=lattice)
-    pred_r = predict_delta_g6(lam_r, kernel, t6, offset=offset, lattice=lattice)
-    diff = JackknifeResult(np.real(res6.value) - pred, np.real(res6.replicas) - pred_r)
-    err = diff.error
-    v = assess_deviations(diff.value, err, dof=n_blocks - 1, alpha=alpha)
-    ds = xr.Dataset({"measured": ("tuple", np.real(res6.value)), "predicted": ("tuple", pred),
-                     "error": ("tuple", err), "measured_error": ("tuple", res6.error),
-                     "z": ("tuple", (diff.value) / err)},
-                    coords={"tuple": np.arange(len(t6))})
-    ds.attrs.update({"lam": lam_v, "lam_error": fit["lam_error"], "lam_fitted": fit["lam"],
-                     "verdict": "consistent" if v["passed"] else "inconsistent",
-                     "passed": int(v["passed"]), "max_abs_z": v["max_abs_z"],
-                     "z_threshold": v["z_threshold"], "chi2_diag": v["chi2"],
-                     "chi2_dof": v["chi2_dof"], "n_blocks": n_blocks,
-                     "quantity": "Delta G6 = G6 - sum_15 G2 G2 G2 vs -24 lambda sum_15 K V4"})
-    return ds
+    plan = SixPointPlan(lattice, kernel, tuples4=tuples4, tuples6=tuples6, n_tuples=n_tuples,
+                        average=average, n_blocks=n_blocks, offset=offset, alpha=alpha, seed=seed,
+                        lam=lam)
+    meas, _ = measure_plans(source, {"six": plan}, log_weight=log_weight)
+    return plan.finalize(meas.namespace("six"))
 
 
 # --------------------------------------------------------------------------------------------
 # momentum space
 # --------------------------------------------------------------------------------------------
+class FourierFeatures:
+    """Features: the lattice Fourier transform ``phit(p) = sum_x exp(-i p.x) phi(x)`` of a scalar
+    field, flattened over the momentum indices (C order); complex."""
+
+    def __init__(self, shape):
+        self.shape = tuple(int(s) for s in shape)
+
+    def __call__(self, phi):
+        dim = len(self.shape)
+        if phi.ndim != dim + 1:
+            raise ValueError("source: the momentum-space vertex needs a scalar field")
+        xp = xp_of(phi)
+        V = int(np.prod(self.shape))
+        return xp.fft.fftn(phi, axes=tuple(range(1, dim + 1))).reshape(phi.shape[0], V)
+
+
+class AmputatedVertexPlan(MeasurementPlan):
+    """Amputated connected 4-point vertex in momentum space (a measurement plan).
+
+    Parameters as for :func:`amputated_vertex` (without ``source``, ``log_weight``); the
+    4-point function, the measured leg propagators and the unweighted reference (if asked)
+    share one pass.
+    """
+
+    kind = "amputated_vertex"
+
+    def __init__(self, lattice, momenta=None, *, Gt=None, n_momenta=16, n_blocks=32, seed=0,
+                 include_zero=True, reference=None):
+        super().__init__(n_blocks=n_blocks)
+        if getattr(lattice, "boundary", "open") != "periodic":
+            raise ValueError("lattice: the momentum-space vertex needs a periodic Lattice")
+        _check_reference(reference)
+        shape = tuple(lattice.shape)
+        L = np.asarray(shape)
+        dim = len(shape)
+        rng = np.random.default_rng(seed)
+        if momenta is None:
+            ks = [np.zeros((3, dim), dtype=np.int64)] if include_zero else []
+            while len(ks) < n_momenta:
+                ks.append(rng.integers(0, L, size=(3, dim)))
+            momenta = np.array(ks)
+        k = np.asarray(momenta, dtype=np.int64) % L
+        if k.ndim != 3 or k.shape[1:] != (3, dim):
+            raise ValueError(f"momenta: expected an int array (n_q, 3, {dim})")
+        k4 = (-k.sum(axis=1)) % L
+        self.kk = np.concatenate([k, k4[:, None]], axis=1)  # (n_q, 4, dim)
+        self.flat = np.ravel_multi_index(tuple(np.moveaxis(self.kk, -1, 0)), shape)
+        self.uniq = np.unique(self.flat)
+        neg = np.ravel_multi_index(tuple(np.moveaxis(
+            (-np.stack(np.unravel_index(self.uniq, shape), -1)) % L, -1, 0)), shape)
+        self.two = np.stack([self.uniq, neg], axis=1)
+        self.features = FourierFeatures(shape)
+        self.lattice, self.Gt, self.reference = lattice, Gt, reference
+
+    def accumulators(self) -> dict:
+        out = {"g": FeatureMoments([self.flat, self.two], self.features)}
+        if self.reference == "unweighted":
+            out["ref"] = FeatureMoments(self.flat, self.features, ignore_weights=True)
+        return out
+
+    def finalize(self, measurement) -> xr.Dataset:
+        lattice, Gt, flat, uniq, kk = self.lattice, self.Gt, self.flat, self.uniq, self.kk
+        V = int(np.prod(lattice.shape))
+        res = _replicas(measurement, "g", "connected")
+        n_blocks = res.n_blocks
+        nq = flat.shape[0]
+        G4 = res[np.arange(nq)]
+        if self.reference == "unweighted":
+            ref = _replicas(measurement, "ref", "connected")
+            G4 = JackknifeResult(G4.value - ref.value, G4.replicas - ref.replicas)
+        G2 = res[np.arange(nq, nq + len(uniq))]
+        pos = {int(u): i for i, u in enumerate(uniq)}
+        cols = np.vectorize(pos.get)(flat)
+        if Gt is None:
+            def gt(v):
+                return np.real(v)[..., cols] / V
+            den_v = np.prod(gt(G2.value), axis=-1)
+            den_r = np.prod(gt(G2.replicas), axis=-1)
+        else:
+            g = np.asarray(Gt, dtype=float).ravel()[flat]
+            den_v = np.prod(g, axis=-1)
+            den_r = np.broadcast_to(den_v, (n_blocks, nq))
+        val = -np.real(G4.value) / (24 * V * den_v)
+        reps = -np.real(G4.replicas) / (24 * V * den_r)
+        ph2 = np.asarray(lattice.phat2()).ravel()[flat].sum(axis=1)
+        ds = xr.Dataset({"lam_eff": ("q", val), "error": ("q", _jk_error(reps)),
+                         "psum2": ("q", ph2), "k": (("q", "leg", "mu"), kk)},
+                        coords={"q": np.arange(nq)})
+        ds.attrs.update({"n_blocks": n_blocks, "Gt": "measured" if Gt is None else "given",
+                         "convention": "lam_eff = -<phit1..phit4>_c/(24 V prod Gt(p_i)), "
+                                       "phit(p) = sum_x exp(-i p.x) phi(x)"})
+        ds["replicas"] = (("block", "q"), reps)
+        return ds
+
+
+def amputated_vertex_plan(lattice, momenta=None, **options) -> AmputatedVertexPlan:
+    """An :class:`AmputatedVertexPlan` (options as for :func:`amputated_vertex`)."""
+    return AmputatedVertexPlan(lattice, momenta, **options)
+
+
 def amputated_vertex(source, lattice, momenta=None, *, Gt=None, n_momenta=16, n_blocks=32,
                      log_weight=None, seed=0, include_zero=True, reference=None):
     """Amputated connected 4-point vertex in momentum space on a periodic lattice.
@@ -487,70 +630,10 @@ def amputated_vertex(source, lattice, momenta=None, *, Gt=None, n_momenta=16, n_
     xarray.Dataset over ``q``: ``lam_eff``, ``error``, ``psum2`` (sum_i phat^2(p_i)),
     ``k`` (the four momentum indices); attrs describe conventions.
     """
-    import xarray as xr
-
-    if getattr(lattice, "boundary", "open") != "periodic":
-        raise ValueError("lattice: the momentum-space vertex needs a periodic Lattice")
-    shape = tuple(lattice.shape)
-    L = np.asarray(shape)
-    dim = len(shape)
-    V = int(np.prod(shape))
-    rng = np.random.default_rng(seed)
-    if momenta is None:
-        ks = [np.zeros((3, dim), dtype=np.int64)] if include_zero else []
-        while len(ks) < n_momenta:
-            ks.append(rng.integers(0, L, size=(3, dim)))
-        momenta = np.array(ks)
-    k = np.asarray(momenta, dtype=np.int64) % L
-    if k.ndim != 3 or k.shape[1:] != (3, dim):
-        raise ValueError(f"momenta: expected an int array (n_q, 3, {dim})")
-    k4 = (-k.sum(axis=1)) % L
-    kk = np.concatenate([k, k4[:, None]], axis=1)  # (n_q, 4, dim)
-    flat = np.ravel_multi_index(tuple(np.moveaxis(kk, -1, 0)), shape)
-    axes = tuple(range(1, dim + 1))
-
-    def feats(phi):
-        if phi.ndim != dim + 1:
-            raise ValueError("source: the momentum-space vertex needs a scalar field")
-        return np.fft.fftn(phi, axes=axes).reshape(phi.shape[0], V)
-
-    uniq = np.unique(flat)
-    neg = np.ravel_multi_index(tuple(np.moveaxis(
-        (-np.stack(np.unravel_index(uniq, shape), -1)) % L, -1, 0)), shape)
-    two = np.stack([uniq, neg], axis=1)
-    res = correlator_replicas(source, [flat, two], stat="connected", features=feats,
-                              n_blocks=n_blocks, log_weight=log_weight)
-    nq = flat.shape[0]
-    G4 = res[np.arange(nq)]
-    if reference == "unweighted":
-        ref = correlator_replicas(source, flat, stat="connected", features=feats,
-                                  n_blocks=n_blocks, ignore_weights=True)
-        G4 = JackknifeResult(G4.value - ref.value, G4.replicas - ref.replicas)
-    elif reference is not None:
-        raise ValueError(f"reference: must be None or 'unweighted', got {reference!r}")
-    G2 = res[np.arange(nq, nq + len(uniq))]
-    pos = {int(u): i for i, u in enumerate(uniq)}
-    cols = np.vectorize(pos.get)(flat)
-    if Gt is None:
-        def gt(v):
-            return np.real(v)[..., cols] / V
-        den_v = np.prod(gt(G2.value), axis=-1)
-        den_r = np.prod(gt(G2.replicas), axis=-1)
-    else:
-        g = np.asarray(Gt, dtype=float).ravel()[flat]
-        den_v = np.prod(g, axis=-1)
-        den_r = np.broadcast_to(den_v, (n_blocks, nq))
-    val = -np.real(G4.value) / (24 * V * den_v)
-    reps = -np.real(G4.replicas) / (24 * V * den_r)
-    ph2 = np.asarray(lattice.phat2()).ravel()[flat].sum(axis=1)
-    ds = xr.Dataset({"lam_eff": ("q", val), "error": ("q", _jk_error(reps)),
-                     "psum2": ("q", ph2), "k": (("q", "leg", "mu"), kk)},
-                    coords={"q": np.arange(nq)})
-    ds.attrs.update({"n_blocks": n_blocks, "Gt": "measured" if Gt is None else "given",
-                     "convention": "lam_eff = -<phit1..phit4>_c/(24 V prod Gt(p_i)), "
-                                   "phit(p) = sum_x exp(-i p.x) phi(x)"})
-    ds["replicas"] = (("block", "q"), reps)
-    return ds
+    plan = AmputatedVertexPlan(lattice, momenta, Gt=Gt, n_momenta=n_momenta, n_blocks=n_blocks,
+                               seed=seed, include_zero=include_zero, reference=reference)
+    meas, _ = measure_plans(source, {"v": plan}, log_weight=log_weight)
+    return plan.finalize(meas.namespace("v"))
 
 
 def vertex_models(ds, *, x="psum2"):
@@ -566,8 +649,6 @@ def vertex_models(ds, *, x="psum2"):
     errors, chi2, dof, p_value), and ``delta_chi2`` / ``p_linear_needed`` (likelihood-ratio test
     of the extra parameter: small p means the coupling is not local).
     """
-    from scipy import stats
-
     y = np.asarray(ds["lam_eff"])
     s = np.asarray(ds["error"])
     X = np.asarray(ds[x])
@@ -620,7 +701,6 @@ def plot_coupling_flow(ds, path, *, expected=None, title=None):
     ax.set_title(title or "quartic coupling flow")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from pathlib import Path
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -16,78 +16,21 @@ from __future__ import annotations
 
 import itertools
 import math
-from functools import lru_cache
 
 import numpy as np
 import xarray as xr
 
 from .accumulators import PointMoments, normalize_tuples
-from .measure import Measurement, measure
+from .cluster import cosnet_g4c
+from .combinatorics import cumulant_from_central, joint_cumulant, pairings, set_partitions
+from .errors import tree_merge_copy
+from .measure import Measurement, block_assignment, measure
+from .plan import MeasurementPlan
 
 __all__ = ["set_partitions", "joint_cumulant", "cumulant_from_central", "sample_cumulant",
            "moments", "connected_correlator", "gp_npoint", "deviation_measure",
            "scaling_fit", "cosnet_connected_4pt", "single_neuron_connected",
-           "tuples_coordinate"]
-
-
-# ----------------------------------------------------------------------------------------------
-@lru_cache(maxsize=None)
-def set_partitions(n: int) -> tuple:
-    """All set partitions of ``range(n)`` as tuples of blocks (tuples of positions)."""
-    if n < 0:
-        raise ValueError("n must be >= 0")
-    if n == 0:
-        return ((),)
-    out = []
-    for p in set_partitions(n - 1):
-        # put n-1 into each existing block, or into a block of its own
-        for i in range(len(p)):
-            out.append(tuple(b + (n - 1,) if j == i else b for j, b in enumerate(p)))
-        out.append(p + ((n - 1,),))
-    return tuple(out)
-
-
-@lru_cache(maxsize=None)
-def _partitions_no_singletons(n: int) -> tuple:
-    return tuple((len(p), p) for p in set_partitions(n) if all(len(b) > 1 for b in p))
-
-
-def _coef(k):
-    return (-1) ** (k - 1) * math.factorial(k - 1)
-
-
-def joint_cumulant(moment, n: int):
-    """Joint cumulant of order ``n`` from a moment function.
-
-    ``moment(block)`` returns E[prod_{i in block} phi(x_i)] for a tuple of positions
-    ``block`` (a subset of ``range(n)``). Works for scalars and arrays.
-    """
-    total = 0.0
-    for p in set_partitions(n):
-        term = _coef(len(p))
-        for b in p:
-            term = term * moment(b)
-        total = total + term
-    return total
-
-
-def cumulant_from_central(key, central: dict, mean: dict | None = None):
-    """Joint cumulant of the points ``key`` from a table of central moments.
-
-    ``central`` maps sorted index tuples to central moments E[prod (phi_i - <phi_i>)];
-    ``mean`` maps a site to its mean (used for order 1 only).
-    """
-    key = tuple(key)
-    n = len(key)
-    if n == 1:
-        return 0.0 if mean is None else float(mean[key[0]])
-    total = 0.0
-    for k, p in _partitions_no_singletons(n):
-        term = _coef(k)
-        for b in p:
-            term *= central[tuple(sorted(key[i] for i in b))]
-        total += term
-    return total
+           "tuples_coordinate", "MomentsPlan", "moments_plan", "connected_plan"]
 
 
 def sample_cumulant(x, weights=None) -> float:
@@ -238,21 +181,79 @@ def connected_correlator(source, tuples, *, order=None, blocks=20, error: str = 
     return _dataset(est, keys, attrs)
 
 
+class MomentsPlan(MeasurementPlan):
+    """Moments, central moments or connected correlators at point tuples (a measurement plan).
+
+    The plan of :func:`moments` / :func:`connected_correlator`: one :class:`PointMoments`
+    accumulator, errors by the named error method over the plan's blocks (by default the
+    chunk blocks of :func:`measure` with ``blocks=20``, so the numbers equal those functions').
+
+    Parameters
+    ----------
+    tuples : int array (n_tuples, n) or list of int sequences
+    kind : {"moment", "central", "connected"}
+    order : int, optional
+        Expected tuple length (checked), as for :func:`connected_correlator`.
+    error : str
+        Error method name ("jackknife", or a registered one).
+    n_blocks : int
+    split : {"chunks", "samples"}
+    """
+
+    kind = "moments"
+    split = "chunks"
+
+    def __init__(self, tuples, *, kind="connected", order=None, error="jackknife", n_blocks=20,
+                 split=None):
+        super().__init__(n_blocks=n_blocks, split=split)
+        if kind not in ("moment", "central", "connected"):
+            raise ValueError(f"kind must be 'moment', 'central' or 'connected', got {kind!r}")
+        self.keys = normalize_tuples(tuples)
+        if order is not None:
+            if not isinstance(order, (int, np.integer)) or order < 1:
+                raise ValueError(f"order must be a positive int, got {order!r}")
+            bad = [k for k in self.keys if len(k) != order]
+            if bad:
+                raise ValueError(f"order={order} but tuples contains {bad[0]} of length "
+                                 f"{len(bad[0])}")
+        self.moment_kind, self.error = kind, error
+
+    def accumulators(self) -> dict:
+        return {"moments": PointMoments(self.keys,
+                                        max_order=max(6, max(len(k) for k in self.keys)))}
+
+    def finalize(self, measurement) -> xr.Dataset:
+        kind = {"moment": "raw", "central": "mean", "connected": "cumulant"}[self.moment_kind]
+        est = measurement.estimate(_moments_fn("moments", self.keys, kind), method=self.error)
+        attrs = measurement.attrs()
+        if self.moment_kind == "connected":
+            attrs.update(quantity="connected correlator (joint cumulant)",
+                         estimator="set-partition formula on plug-in central moments "
+                                   "(PHYSICS.md section 7)")
+        else:
+            central = self.moment_kind == "central"
+            attrs.update(quantity="central moment" if central else "moment",
+                         estimator="plug-in weighted average of shifted float64 power sums",
+                         definition="E[prod_i (phi(x_i) - <phi(x_i)>)]" if central
+                         else "E[prod_i phi(x_i)]")
+        return _dataset(est, self.keys, attrs)
+
+
+def moments_plan(tuples, *, central=False, error="jackknife", n_blocks=20,
+                 split=None) -> MomentsPlan:
+    """The plan of :func:`moments` (raw or central moments at point tuples)."""
+    return MomentsPlan(tuples, kind="central" if central else "moment", error=error,
+                       n_blocks=n_blocks, split=split)
+
+
+def connected_plan(tuples, *, order=None, error="jackknife", n_blocks=20,
+                   split=None) -> MomentsPlan:
+    """The plan of :func:`connected_correlator` (joint cumulants at point tuples)."""
+    return MomentsPlan(tuples, kind="connected", order=order, error=error, n_blocks=n_blocks,
+                       split=split)
+
+
 # ----------------------------------------------------------------------------------------------
-@lru_cache(maxsize=None)
-def _pairings(n: int) -> tuple:
-    if n == 0:
-        return ((),)
-    if n % 2:
-        return ()
-    out = []
-    for j in range(1, n):
-        rest = [i for i in range(1, n) if i != j]
-        for p in _pairings(n - 2):
-            out.append(((0, j),) + tuple((rest[a], rest[b]) for a, b in p))
-    return tuple(out)
-
-
 def gp_npoint(kernel, tuples) -> np.ndarray:
     """Full n-point function of a zero-mean Gaussian process: Wick sum over pairings.
 
@@ -265,7 +266,7 @@ def gp_npoint(kernel, tuples) -> np.ndarray:
     out = np.zeros(len(keys))
     for i, k in enumerate(keys):
         tot = 0.0
-        for p in _pairings(len(k)):
+        for p in pairings(len(k)):
             term = 1.0
             for a, b in p:
                 term *= K[k[a], k[b]]
@@ -309,8 +310,6 @@ def deviation_measure(source, tuples, gp, *, n_sub: int = 10, executor: str = "s
     f = _moments_fn(name, keys, "raw")
     subs = meas.blocks
     if len(subs) > n_sub:  # a Measurement with finer blocks: merge contiguous ones
-        from .errors import tree_merge_copy
-        from .measure import block_assignment
 
         subs = [tree_merge_copy([subs[i] for i in g])
                 for g in block_assignment(range(len(subs)), n_sub)]
@@ -398,7 +397,6 @@ def cosnet_connected_4pt(G, tuples, width: int, kurtosis: float = 3.0) -> np.nda
     kurtosis : float
         k = E[a^4]/(E[a^2])^2 (3 for Gaussian amplitudes, 1 for constant ones).
     """
-    from .cluster import cosnet_g4c
 
     keys = normalize_tuples(tuples)
     if any(len(k) != 4 for k in keys):
@@ -426,7 +424,7 @@ def single_neuron_connected(E2, E4, tuples, width: int, sigma: float = 1.0,
     for t, k in enumerate(keys):
         n = len(k)
         if n == 4:
-            s = sum(E2(k[a], k[b]) * E2(k[c], k[d]) for (a, b), (c, d) in _pairings(4))
+            s = sum(E2(k[a], k[b]) * E2(k[c], k[d]) for (a, b), (c, d) in pairings(4))
             out[t] = sigma ** 4 / width * (3.0 * E4(*k) - s)
         elif n == 6:
             if E6 is None:
@@ -436,7 +434,7 @@ def single_neuron_connected(E2, E4, tuples, width: int, sigma: float = 1.0,
                 rest = [i for i in range(6) if i not in pair]
                 s42 += E4(*(k[i] for i in rest)) * E2(k[pair[0]], k[pair[1]])
             s222 = sum(E2(k[a], k[b]) * E2(k[c], k[d]) * E2(k[e], k[f])
-                       for (a, b), (c, d), (e, f) in _pairings(6))
+                       for (a, b), (c, d), (e, f) in pairings(6))
             out[t] = sigma ** 6 / width ** 2 * (15.0 * E6(*k) - 3.0 * s42 + 2.0 * s222)
         else:
             raise ValueError("tuples must have 4 or 6 points")

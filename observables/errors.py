@@ -33,6 +33,7 @@ the per-sample time series for autocorrelation analyses.
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -69,8 +70,6 @@ _PROTOCOL: dict[str, str] = {}
 
 
 def _detect_protocol(func) -> str:
-    import inspect  # noqa: PLC0415
-
     try:
         params = list(inspect.signature(func).parameters)
     except (TypeError, ValueError):
@@ -160,6 +159,15 @@ def _n_samples(tree):
     return min(vals) if vals else 0
 
 
+def jackknife_error(replicas):
+    """Jackknife standard error ``sqrt((B-1)/B sum_b |r_b - mean r|^2)`` over axis 0 (the
+    delete-one-block replicas ``r_b``; complex replicas give the error of the modulus)."""
+    replicas = np.asarray(replicas)
+    b = replicas.shape[0]
+    r = replicas - replicas.mean(axis=0)
+    return np.sqrt((b - 1) / b * np.sum(np.abs(r) ** 2, axis=0))
+
+
 def jackknife(total, blocks, estimator: Callable, **_ignored) -> ErrorEstimate:
     """Delete-one-block jackknife.
 
@@ -181,7 +189,7 @@ def jackknife(total, blocks, estimator: Callable, **_ignored) -> ErrorEstimate:
         thetas.append(np.asarray(estimator(loo), dtype=float))
     th = np.stack(thetas)
     mean = th.mean(axis=0)
-    err = np.sqrt((B - 1) / B * ((th - mean) ** 2).sum(axis=0))
+    err = jackknife_error(th)
     return ErrorEstimate(value, err, "jackknife",
                          {"n_blocks": B, "bias": (B - 1) * (mean - value),
                           "replicates": th})

@@ -16,9 +16,15 @@ import math
 
 import numpy as np
 
-from .symmetry import _block_edges, _jk_error, _source_info, assess_deviations
+import xarray as xr
 
-__all__ = ["generating_functional", "gaussian_W", "cumulants_from_moments"]
+from .accumulators import SourceExponentials
+from .replicas import jackknife_error
+from .plan import MeasurementPlan, open_plan_source, run_plans
+from .symmetry import _field_shape_of, assess_deviations
+
+__all__ = ["generating_functional", "generating_plan", "GeneratingPlan", "gaussian_W",
+           "cumulants_from_moments"]
 
 
 def cumulants_from_moments(m):
@@ -57,6 +63,98 @@ def gaussian_W(J, G, mean=None):
     return W
 
 
+class GeneratingPlan(MeasurementPlan):
+    """W[J] with jackknife errors, and its cumulant expansion alongside (a measurement plan).
+
+    Accumulates, per source, ``sum w exp(X)`` and the power sums of ``X = J.phi``
+    (:class:`~nnft.observables.accumulators.SourceExponentials`).
+
+    Parameters
+    ----------
+    J : array (n_sources, *field_shape) or field_shape
+        Sources (same trailing shape as one field configuration).
+    field_shape : tuple
+        Shape of one configuration ``([D], *shape)``.
+    n_max : int
+        Highest cumulant of X = J.phi in the expansion.
+    expected : array (n_sources,), optional
+        Exact W to compare with (e.g. :func:`gaussian_W` for a free field).
+    alpha : float
+        Family-wise level of the comparison with ``expected``.
+    n_blocks : int
+
+    ``finalize`` gives the Dataset of :func:`generating_functional`.
+    """
+
+    kind = "generating_functional"
+
+    def __init__(self, J, field_shape, *, n_max=4, expected=None, alpha=0.01, n_blocks=32):
+        super().__init__(n_blocks=n_blocks)
+        if not isinstance(n_max, (int, np.integer)) or n_max < 1:
+            raise ValueError(f"n_max: must be a positive int, got {n_max!r}")
+        J = np.asarray(J, dtype=float)
+        first = tuple(int(s) for s in field_shape)
+        if J.shape == first:
+            J = J[None]
+        if J.shape[1:] != first:
+            raise ValueError(f"J: trailing shape {J.shape[1:]} must equal the field shape {first}")
+        self.J = J.reshape(J.shape[0], -1)
+        self.n_max = int(n_max)
+        self.expected = None
+        if expected is not None:
+            self.expected = np.asarray(expected, dtype=float).reshape(self.J.shape[0])
+        self.alpha = alpha
+
+    def accumulators(self) -> dict:
+        return {"exp": SourceExponentials(self.J, self.n_max)}
+
+    def _finish(self, acc, sums, sw):
+        W = np.log(sums["e"] / sw) + acc.exp_shift
+        mom = np.stack([sums[f"p{k}"] / sw for k in range(1, self.n_max + 1)], axis=-1)
+        kap = cumulants_from_moments(mom)
+        kap[..., 0] += acc.shift  # first cumulant is the unshifted mean
+        fact = np.array([math.factorial(k) for k in range(1, self.n_max + 1)], dtype=float)
+        return W, kap, np.cumsum(kap / fact, axis=-1)
+
+    def finalize(self, measurement) -> xr.Dataset:
+        tot = measurement["exp"]
+        blocks = [b["exp"] for b in measurement.blocks]
+        if len(blocks) < 2 or any(b.n_samples == 0 or b.sum_w <= 0 for b in blocks):
+            raise ValueError("source: a jackknife block has no samples or zero weight")
+        W, kap, ser = self._finish(tot, tot._sums, tot.sum_w)
+        reps = [self._finish(tot, *tot.sums_without(b)) for b in blocks]
+        Wr, kapr, serr = (np.stack([r[i] for r in reps]) for i in range(3))
+        n_blocks = len(blocks)
+        ns = self.J.shape[0]
+        data = {"W": ("source", W), "W_error": ("source", jackknife_error(Wr)),
+                "kappa": (("source", "order"), kap),
+                "kappa_error": (("source", "order"), jackknife_error(kapr)),
+                "W_series": (("source", "order"), ser),
+                "W_series_error": (("source", "order"), jackknife_error(serr))}
+        attrs = {"n_blocks": n_blocks, "n_samples": int(measurement.n_samples),
+                 "n_max": self.n_max,
+                 "quantity": "W[J] = log E exp(J.phi); kappa_n(J.phi) = J^n . G_c^(n)",
+                 "weighted": int(bool(getattr(measurement.source, "weighted", False)))}
+        if self.expected is not None:
+            e = self.expected
+            err = jackknife_error(Wr)
+            v = assess_deviations(W - e, err, dof=n_blocks - 1, alpha=self.alpha)
+            data["W_expected"] = ("source", e)
+            data["z"] = ("source", (W - e) / err)
+            attrs.update({"verdict": "consistent" if v["passed"] else "inconsistent",
+                          "passed": int(v["passed"]), "max_abs_z": v["max_abs_z"],
+                          "z_threshold": v["z_threshold"]})
+        return xr.Dataset(data, coords={"source": np.arange(ns),
+                                        "order": np.arange(1, self.n_max + 1)}, attrs=attrs)
+
+
+def generating_plan(J, field_shape, *, n_max=4, expected=None, alpha=0.01,
+                    n_blocks=32) -> GeneratingPlan:
+    """A :class:`GeneratingPlan` (see there for the parameters)."""
+    return GeneratingPlan(J, field_shape, n_max=n_max, expected=expected, alpha=alpha,
+                          n_blocks=n_blocks)
+
+
 def generating_functional(source, J, *, n_max=4, n_blocks=32, log_weight=None, expected=None,
                           alpha=0.01):
     """W[J] with jackknife errors, and its cumulant expansion alongside.
@@ -80,91 +178,9 @@ def generating_functional(source, J, *, n_max=4, n_blocks=32, log_weight=None, e
         (partial sums sum_{k<=n} kappa_k/k!, dims ``source``, ``order``); with ``expected``:
         ``W_expected``, ``z`` and attrs ``verdict``, ``max_abs_z``.
     """
-    import xarray as xr
-
     if not isinstance(n_max, (int, np.integer)) or n_max < 1:
         raise ValueError(f"n_max: must be a positive int, got {n_max!r}")
-    n, n_rep, it = _source_info(source, log_weight)
-    edges = _block_edges(n, n_blocks, n_rep)
-    J = np.asarray(J, dtype=float)
-    first = None
-    Jf = None
-    S_w = np.zeros(n_blocks)
-    S_e = None
-    S_m = None
-    ref = None
-    lw_ref = None
-    for start, phi, lw in it():
-        if first is None:
-            first = phi.shape[1:]
-            if J.shape == first:
-                J = J[None]
-            if J.shape[1:] != first:
-                raise ValueError(f"J: trailing shape {J.shape[1:]} must equal the field shape {first}")
-            Jf = J.reshape(J.shape[0], -1)
-            ns = Jf.shape[0]
-            S_e = np.zeros((n_blocks, ns))
-            S_m = np.zeros((n_blocks, ns, n_max))
-            if lw is not None:
-                lw_ref = float(np.max(lw))
-        X = phi.reshape(phi.shape[0], -1) @ Jf.T  # (n, ns)
-        if ref is None:
-            ref = X.mean(axis=0)  # shift for moments
-            eref = X.max(axis=0)  # shift for the exponential
-        w = np.ones(X.shape[0]) if lw is None else np.exp(lw - lw_ref)
-        if np.any(X.max(axis=0) > eref + 600):
-            new = np.maximum(eref, X.max(axis=0))
-            S_e *= np.exp(eref - new)[None]
-            eref = new
-        ex = np.exp(X - eref)
-        Y = X - ref
-        stop = start + X.shape[0]
-        b_lo = int(np.searchsorted(edges, start, side="right") - 1)
-        b_hi = int(np.searchsorted(edges, stop - 1, side="right") - 1)
-        for b in range(b_lo, b_hi + 1):
-            lo = max(start, edges[b]) - start
-            hi = min(stop, edges[b + 1]) - start
-            if hi <= lo:
-                continue
-            wb = w[lo:hi]
-            S_w[b] += wb.sum()
-            S_e[b] += wb @ ex[lo:hi]
-            p = np.ones_like(Y[lo:hi])
-            for k in range(n_max):
-                p = p * Y[lo:hi]
-                S_m[b, :, k] += wb @ p
-    if np.any(S_w <= 0):
-        raise ValueError("source: a jackknife block has no samples or zero weight")
-    tot_w, tot_e, tot_m = S_w.sum(), S_e.sum(0), S_m.sum(0)
-
-    def finish(sw, se, sm):
-        sw = np.asarray(sw, dtype=float)
-        W = np.log(se / sw[..., None]) + eref if sw.ndim else np.log(se / sw) + eref
-        mom = sm / sw[..., None, None] if sw.ndim else sm / sw
-        kap = cumulants_from_moments(mom)
-        kap[..., 0] += ref  # first cumulant is the unshifted mean
-        fact = np.array([math.factorial(k) for k in range(1, n_max + 1)], dtype=float)
-        series = np.cumsum(kap / fact, axis=-1)
-        return W, kap, series
-
-    W, kap, ser = finish(tot_w, tot_e, tot_m)
-    Wr, kapr, serr = finish((tot_w - S_w), tot_e[None] - S_e, tot_m[None] - S_m)
-    ns = Jf.shape[0]
-    data = {"W": ("source", W), "W_error": ("source", _jk_error(Wr)),
-            "kappa": (("source", "order"), kap), "kappa_error": (("source", "order"), _jk_error(kapr)),
-            "W_series": (("source", "order"), ser),
-            "W_series_error": (("source", "order"), _jk_error(serr))}
-    attrs = {"n_blocks": n_blocks, "n_samples": n, "n_max": n_max,
-             "quantity": "W[J] = log E exp(J.phi); kappa_n(J.phi) = J^n . G_c^(n)",
-             "weighted": int(lw_ref is not None)}
-    if expected is not None:
-        e = np.asarray(expected, dtype=float).reshape(ns)
-        err = _jk_error(Wr)
-        v = assess_deviations(W - e, err, dof=n_blocks - 1, alpha=alpha)
-        data["W_expected"] = ("source", e)
-        data["z"] = ("source", (W - e) / err)
-        attrs.update({"verdict": "consistent" if v["passed"] else "inconsistent",
-                      "passed": int(v["passed"]), "max_abs_z": v["max_abs_z"],
-                      "z_threshold": v["z_threshold"]})
-    return xr.Dataset(data, coords={"source": np.arange(ns), "order": np.arange(1, n_max + 1)},
-                      attrs=attrs)
+    src = open_plan_source(source, log_weight=log_weight)
+    plan = GeneratingPlan(J, _field_shape_of(src), n_max=n_max, expected=expected, alpha=alpha,
+                          n_blocks=n_blocks)
+    return run_plans(src, {"W": plan})["W"]

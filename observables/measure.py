@@ -10,15 +10,19 @@ array ``(n_samples, *field_shape)`` (wrapped by :class:`ArraySource`).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .errors import ErrorEstimate, estimate, tree_map, tree_merge_copy, _tree_zip
+from nnft.lattice import FieldStore, progress_bar
+
+from .accumulators import Series, clear_feature_cache
+from .errors import ErrorEstimate, _tree_zip, estimate, tree_map, tree_merge_copy
 
 __all__ = ["measure", "Measurement", "ArraySource", "StreamingMeasurement", "open_source",
-           "block_assignment"]
+           "block_assignment", "equal_sample_edges"]
 
 
 class ArraySource:
@@ -79,8 +83,6 @@ def open_source(store):
     if hasattr(store, "read_chunk") and hasattr(store, "chunk_range"):
         return store
     if isinstance(store, (str, Path)):
-        from nnft.lattice import FieldStore  # noqa: PLC0415
-
         return FieldStore.open(store)
     if hasattr(store, "shape"):
         return ArraySource(store)
@@ -99,6 +101,43 @@ def block_assignment(chunks, n_blocks):
             raise ValueError(f"blocks must be a positive int, 'chunks' or None, got {n_blocks!r}")
         B = min(int(n_blocks), nc)
     return [chunks[(b * nc) // B:((b + 1) * nc) // B] for b in range(B)]
+
+
+def equal_sample_edges(n_samples: int, n_blocks: int, n_replicas: int = 1) -> np.ndarray:
+    """Edges ``(n_blocks + 1,)`` of ``n_blocks`` contiguous blocks of (nearly) equal size.
+
+    Block sizes are multiples of ``n_replicas`` (whole time slices of interleaved Markov chains)
+    and differ by at most one slice: ``edges = round(linspace(0, n / R, B + 1)) * R``.
+    """
+    if not isinstance(n_blocks, (int, np.integer)) or n_blocks < 2:
+        raise ValueError(f"n_blocks: need at least 2 jackknife blocks, got {n_blocks!r}")
+    n_units = int(n_samples) // int(n_replicas)
+    if n_units < n_blocks:
+        raise ValueError(f"n_blocks: {n_blocks} blocks but only {n_units} samples "
+                         f"(in units of n_replicas={n_replicas})")
+    edges = (np.linspace(0, n_units, n_blocks + 1).round().astype(np.int64)) * int(n_replicas)
+    edges[-1] = int(n_samples)
+    return edges
+
+
+def _pieces_at_edges(src, ks, edges):
+    """Block groups of pieces ``(k, lo, hi)``: the chunks cut at the given sample edges."""
+    edges = np.asarray(edges, dtype=np.int64)
+    if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
+        raise ValueError("edges: need an increasing 1-d array of at least 2 sample indices")
+    groups = [[] for _ in range(edges.size - 1)]
+    for k in ks:
+        a, b = src.chunk_range(k)
+        cuts = sorted({a, b} | {int(e) for e in edges if a < e < b})
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            blk = int(np.searchsorted(edges, lo, side="right") - 1)
+            if not 0 <= blk < len(groups) or hi > edges[blk + 1]:
+                raise ValueError(f"edges: samples [{lo}, {hi}) of chunk {k} lie outside "
+                                 f"[{edges[0]}, {edges[-1]})")
+            groups[blk].append((k, lo - a, hi - a))
+    if any(not g for g in groups):
+        raise ValueError("edges: a block holds no samples of the measured chunks")
+    return groups
 
 
 class Measurement:
@@ -137,6 +176,49 @@ class Measurement:
         return estimate(self.total, self.blocks, estimator, method=method,
                         block_ranges=self.block_ranges, n_replicas=self.n_replicas, **options)
 
+    def namespace(self, prefix: str) -> "Measurement":
+        """The part of a merged measurement whose (dict) keys start with ``prefix + "/"``,
+        with the prefix stripped (what :meth:`MeasurementPlan.finalize` reads). When
+        ``plan_edges`` (set by ``run_plans``) names block edges for ``prefix``, the blocks are
+        merged into those (:meth:`regroup`)."""
+        if not isinstance(self.total, dict):
+            raise ValueError("namespace: the measurement's accumulators are not a dict")
+        head = f"{prefix}/"
+        pick = lambda tree: {k[len(head):]: v for k, v in tree.items()  # noqa: E731
+                             if k.startswith(head)}
+        if not pick(self.total):
+            raise KeyError(f"no accumulator keys under {head!r} in this measurement")
+        view = Measurement.__new__(Measurement)
+        view.__dict__.update(self.__dict__)
+        view.plan_edges = {}
+        view.total = pick(self.total)
+        view.blocks = [pick(b) for b in self.blocks]
+        edges = getattr(self, "plan_edges", {}).get(prefix)
+        return view if edges is None else view.regroup(edges)
+
+    def regroup(self, edges) -> "Measurement":
+        """The same measurement with its blocks merged into coarser blocks ``[e_i, e_{i+1})``.
+
+        ``edges`` (sample indices) must be a subset of the current block boundaries; blocks
+        that already match are shared, not copied.
+        """
+        edges = [int(e) for e in edges]
+        cur = [r[0] for r in self.block_ranges] + [self.block_ranges[-1][1]]
+        if edges == cur:
+            return self
+        if not set(edges) <= set(cur) or edges[0] != cur[0] or edges[-1] != cur[-1]:
+            raise ValueError("edges: not a coarsening of this measurement's blocks")
+        blocks, ranges = [], []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            idx = [i for i, (a, _) in enumerate(self.block_ranges) if lo <= a < hi]
+            parts = [self.blocks[i] for i in idx]
+            blocks.append(parts[0] if len(parts) == 1 else tree_merge_copy(parts))
+            ranges.append((lo, hi))
+        view = Measurement.__new__(Measurement)
+        view.__dict__.update(self.__dict__)
+        view.blocks, view.block_ranges = blocks, ranges
+        return view
+
     def find(self, cls, predicate=None):
         """Key (or index) of the first total accumulator that is an instance of ``cls``."""
         items = (self.total.items() if isinstance(self.total, dict)
@@ -154,8 +236,6 @@ class Measurement:
                "source": str(getattr(src, "source", "")),
                "store": "" if getattr(src, "path", None) is None else str(src.path)}
         if getattr(src, "spec", None):
-            import json  # noqa: PLC0415
-
             out["spec"] = json.dumps(src.spec, sort_keys=True)
         if getattr(src, "weighted", False):
             ess = []
@@ -166,8 +246,6 @@ class Measurement:
 
 
 def _update_all(tree, phi, lw, start):
-    from .accumulators import Series  # noqa: PLC0415
-
     def up(a):
         if isinstance(a, Series):
             a.update(phi, log_weight=lw, start=start)
@@ -182,8 +260,6 @@ def _chunk_task(src_ref, k, proto, lo=0, hi=None):
     """dask task: read samples [lo, hi) of chunk k into fresh copies of the prototypes."""
     src = src_ref
     if isinstance(src_ref, (str, Path)):
-        from nnft.lattice import FieldStore  # noqa: PLC0415
-
         src = FieldStore.open(src_ref)
     phi, lw = src.read_chunk(k)
     start = src.chunk_range(k)[0]
@@ -215,7 +291,7 @@ def _merge2(a, b):
 
 def measure(store, accumulators, *, blocks=20, chunks=None, executor: str = "serial",
             scheduler=None, chunk: int = 1024, lattice=None, log_weight=None,
-            progress: bool = False) -> Measurement:
+            progress: bool = False, edges=None) -> Measurement:
     """Run all ``accumulators`` over the ensemble in one streaming pass.
 
     Parameters
@@ -240,6 +316,9 @@ def measure(store, accumulators, *, blocks=20, chunks=None, executor: str = "ser
         For array input only: samples per chunk, geometry, per-sample log weights.
     progress : bool
         Show a progress bar (serial executor).
+    edges : int array (B + 1,), optional
+        Explicit block edges in sample indices (e.g. :func:`equal_sample_edges`), overriding
+        ``blocks``: chunks are cut at the edges, so blocks need not follow chunk boundaries.
 
     Returns
     -------
@@ -256,8 +335,10 @@ def measure(store, accumulators, *, blocks=20, chunks=None, executor: str = "ser
     ks = src.complete_chunks() if chunks is None else sorted(int(k) for k in chunks)
     if not ks:
         raise ValueError("store has no complete chunks to measure")
-    pieces = _pieces(src, ks, blocks)
-    groups = block_assignment(pieces, blocks)
+    if edges is None:
+        groups = block_assignment(_pieces(src, ks, blocks), blocks)
+    else:
+        groups = _pieces_at_edges(src, ks, edges)
     ranges = [(src.chunk_range(g[0][0])[0] + g[0][1], src.chunk_range(g[-1][0])[0] + g[-1][2])
               for g in groups]
 
@@ -267,8 +348,6 @@ def measure(store, accumulators, *, blocks=20, chunks=None, executor: str = "ser
     tree_map(lambda a: a.prepare(phi0, log_weight=lw0), proto)
 
     if executor == "serial":
-        from nnft.lattice import progress_bar  # noqa: PLC0415
-
         block_accs = []
         cached = (ks[0], phi0, lw0)
         with progress_bar(len(ks), "measuring", progress) as advance:
@@ -301,6 +380,7 @@ def measure(store, accumulators, *, blocks=20, chunks=None, executor: str = "ser
             outs.append(level[0])
         kw = {} if scheduler is None else {"scheduler": scheduler}
         block_accs = list(dask.compute(*outs, **kw))
+    clear_feature_cache()
     total = tree_merge_copy(block_accs)
     return Measurement(total, block_accs, ranges, src, ks)
 
@@ -337,15 +417,19 @@ class StreamingMeasurement:
     blocks : int
         Number of error blocks (chunks are cut into slices when there are fewer chunks).
     lattice, spec : optional provenance for the result's attrs.
+    edges : int array, optional
+        Explicit block edges in sample indices (as for :func:`measure`).
     """
 
     def __init__(self, accumulators, n_samples: int, chunk: int, *, blocks: int = 20,
-                 lattice=None, spec=None):
+                 lattice=None, spec=None, edges=None):
         self._src = _StreamSource(n_samples, chunk, lattice, spec)
         n_chunks = -(-int(n_samples) // int(chunk))
         self._ks = list(range(n_chunks))
-        pieces = _pieces(self._src, self._ks, blocks)
-        self._groups = block_assignment(pieces, blocks)
+        if edges is None:
+            self._groups = block_assignment(_pieces(self._src, self._ks, blocks), blocks)
+        else:
+            self._groups = _pieces_at_edges(self._src, self._ks, edges)
         self._where = {}  # chunk -> list of (block, lo, hi)
         for b, g in enumerate(self._groups):
             for k, lo, hi in g:
@@ -378,5 +462,6 @@ class StreamingMeasurement:
             raise ValueError(f"{len(missing)} chunk(s) were never measured (first: {missing[0]})")
         ranges = [(self._src.chunk_range(g[0][0])[0] + g[0][1],
                    self._src.chunk_range(g[-1][0])[0] + g[-1][2]) for g in self._groups]
+        clear_feature_cache()
         total = tree_merge_copy(self._blocks)
         return Measurement(total, self._blocks, ranges, self._src, self._ks)

@@ -27,8 +27,13 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import xarray as xr
+from scipy.optimize import brentq
 
+from nnft.lattice import to_numpy
 from nnft.lattice.actions import Phi4Action
+
+from .gamma import primary_series
 
 __all__ = [
     "ReweightingWarning",
@@ -78,8 +83,6 @@ def hartree_mass(m2, g, lattice):
     lattice : Lattice or tuple
         Periodic lattice (its shape).
     """
-    from scipy.optimize import brentq
-
     m2, g = float(m2), float(g)
     if g < 0:
         raise ValueError(f"g must be >= 0, got {g}")
@@ -192,8 +195,6 @@ def reweight(source, target, base_m2=None, *, match="hartree", warn_fraction=0.0
         lw = np.concatenate([np.asarray(log_weights(phi, target, base_m2))
                              for _, phi, _ in source.iter_chunks()])
     else:
-        from nnft.lattice import to_numpy
-
         lw = to_numpy(log_weights(source, target, base_m2))
     ess = kish_ess(lw)
     _warn(ess, lw.size, warn_fraction, warn_min)
@@ -237,18 +238,12 @@ def reweighted_observables(source, target, base_m2=None, *, match="hartree", n_b
         ``value`` and ``error`` along ``observable``; attrs ``ess``, ``ess_fraction``,
         ``n_samples``, ``base_m2``, ``var_log_w``, ``target`` (dict), ``method``.
     """
-    import xarray as xr
-
-    from .gamma import primary_series
-
     rw = reweight(source, target, base_m2, match=match, warn_fraction=warn_fraction,
                   warn_min=warn_min)
     if hasattr(source, "read_chunk"):
         d = len(source.lattice.shape)
         series = np.concatenate([primary_series(phi, d) for _, phi, _ in source.iter_chunks()])
     else:
-        from nnft.lattice import to_numpy
-
         src = to_numpy(source)
         series = primary_series(src, src.ndim - 1)
     V = int(np.prod(rw.target.shape))

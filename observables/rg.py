@@ -22,10 +22,18 @@ propagator G_Lambda and the single-neuron scale G(0) unchanged (``cluster.cosnet
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
-from .symmetry import _jk_error, assess_deviations, correlator_replicas
+from nnft.ensembles import draw_params, evaluate, spec_from_dict
+from nnft.lattice import chunk_rng, free_propagator, free_propagator_momentum
+
+from .cluster import amplitude_moments, cosnet_g4c
+from .couplings import fit_quartic, local_tuples, quartic_coupling, vertex_sum
+from .replicas import jackknife_error as _jk_error
+from .symmetry import assess_deviations, correlator_replicas
 
 __all__ = ["CoarseGrainedSource", "fisher_information", "fisher_to_momentum",
            "shell_propagator", "coarse_grained_propagator", "rg_flow", "plot_rg_flow"]
@@ -58,7 +66,6 @@ def shell_propagator(lattice, m2, cutoff, *, metric="pmag", mode="momentum"):
 
     With ``mode="fisher"`` the cutoff is I_c and the kept region is 1/(p^2 + m^2) >= I_c.
     """
-    from nnft.lattice import free_propagator_momentum
 
     Gt = np.asarray(free_propagator_momentum(lattice, m2))
     p2 = _p2_of_lattice(lattice, metric)
@@ -97,8 +104,6 @@ class CoarseGrainedSource:
     """
 
     def __init__(self, store, cutoff, *, mode="momentum", metric="pmag", m2=None, verify=True):
-        from nnft.ensembles import spec_from_dict
-
         if getattr(store, "spec", None) is None or getattr(store, "seed", None) is None:
             raise ValueError("store: needs network provenance (spec and seed) to regenerate chunks")
         spec = spec_from_dict(store.spec)
@@ -166,9 +171,6 @@ class CoarseGrainedSource:
 
     # -- regeneration -------------------------------------------------------------------------
     def _regen(self, k, cut=True):
-        from nnft.ensembles import draw_params, evaluate
-        from nnft.lattice import chunk_rng
-
         start, stop = self.chunk_range(k)
         n = stop - start
         spec, lat = self.spec_obj, self.lattice
@@ -238,10 +240,6 @@ def rg_flow(store, cutoffs, *, mode="momentum", metric="pmag", n_blocks=32, alph
         over ``cutoff``: ``max_abs_z``, ``passed``, ``kept_fraction`` [, ``lam``, ``lam_error``,
         ``lam_expected``]; attrs ``verdict`` ("matches the momentum-shell flow" / "does not match").
     """
-    import xarray as xr
-    from nnft.ensembles import spec_from_dict
-    from nnft.lattice import free_propagator
-
     spec = spec_from_dict(store.spec)
     lat = store.lattice
     if getattr(lat, "boundary", "open") != "periodic" or getattr(lat, "kind", "") != "lattice":
@@ -264,9 +262,6 @@ def rg_flow(store, cutoffs, *, mode="momentum", metric="pmag", n_blocks=32, alph
             maxz.append(v["max_abs_z"])
             passed.append(int(v["passed"]))
         if quartic and exact:
-            from .cluster import amplitude_moments, cosnet_g4c
-            from .couplings import fit_quartic, local_tuples, quartic_coupling, vertex_sum
-
             GL = np.fft.ifftn(shell_propagator(lat, spec.m2, c, metric=metric, mode=mode)).real
             t4 = local_tuples(lat, 4, n_tuples, seed=seed)
             ds4 = quartic_coupling(src, lat, GL, tuples=t4, n_blocks=n_blocks)
@@ -322,7 +317,6 @@ def plot_rg_flow(ds, path):
     ax.set_title("momentum-shell RG flow (lines: Gt(p) theta(Lambda - |p|))")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from pathlib import Path
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
