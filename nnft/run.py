@@ -175,7 +175,7 @@ def run_config(cfg: dict, out, *, quiet: bool = False) -> dict:
 
 def _run(cfg, out, xp, quiet):
     from .ensembles import generate
-    from .observables import StreamingMeasurement, measure
+    from .observables.plan import measure_plans, stream_plans
     from .report import write_report
 
     t_start = time.perf_counter()
@@ -192,35 +192,36 @@ def _run(cfg, out, xp, quiet):
             path = out / "stores" / f"{ens['name']}-N{width}.zarr"
             ctx = registry.Context(ens["name"], spec, lattice, None, width, ens["options"],
                                    seed=cfg["seed"])
-            accs = registry.shared_pass(ctx, ens["measure"])
-            blocks = registry.pass_blocks(ens["options"])
+            plans = registry.shared_plans(ctx, ens["measure"])
             t0 = time.perf_counter()
-            data = None
+            data, done = None, {}
             if cfg["keep_stores"]:
                 log(f"[{ens['name']}] N={width}: generating {ens['samples']} networks -> {path}")
                 ctx.store = generate(spec, lattice, ens["samples"], path, chunk=ens["chunk"],
                                      seed=seed, backend=cfg["backend"], dtype=cfg["dtype"],
                                      method=cfg["method"], progress=not quiet)
                 t_gen = time.perf_counter() - t0
-                if accs:  # one pass over the store for every measurement that declares tuples
+                if plans:  # one pass over the store for every measurement that shares it
                     t0 = time.perf_counter()
-                    data = measure(ctx.store, accs, blocks=blocks, progress=not quiet)
+                    meas, _ = measure_plans(ctx.store, plans, progress=not quiet)
+                    data, done = registry.finalize_shared(plans, meas)
             else:  # measure on the fly: one pass, nothing stored
                 log(f"[{ens['name']}] N={width}: generating and measuring {ens['samples']} networks")
-                stream = StreamingMeasurement(accs, ens["samples"], ens["chunk"], blocks=blocks,
-                                              lattice=lattice, spec=spec.to_dict())
+                stream = stream_plans(plans, ens["samples"], ens["chunk"], lattice=lattice,
+                                      spec=spec.to_dict())
                 generate(spec, lattice, ens["samples"], None, chunk=ens["chunk"], seed=seed,
                          backend=cfg["backend"], dtype=cfg["dtype"], method=cfg["method"],
                          progress=not quiet, callback=stream)
                 t_gen = time.perf_counter() - t0
-                data = ctx.store = stream.result()
+                data, done = registry.finalize_shared(plans, stream.result())
+                ctx.store = data
             row = {"generate_s": t_gen, "stored": bool(cfg["keep_stores"])}
-            if data is not None and cfg["keep_stores"]:
+            if plans and cfg["keep_stores"]:
                 row["shared_pass_s"] = time.perf_counter() - t0
             for what in ens["measure"]:
                 t0 = time.perf_counter()
                 log(f"[{ens['name']}] N={width}: measuring {what}")
-                row[what] = registry.run_one(what, ctx, data)
+                row[what] = registry.run_one(what, ctx, data, done)
                 row[f"{what}_s"] = time.perf_counter() - t0
             per_width[width] = row
         summary = registry.width_scan_summary(ens["widths"], {w: per_width[w] for w in ens["widths"]})

@@ -42,7 +42,8 @@ from .replicas import STATS, JackknifeResult, feature_replicas
 from .measure import (ArraySource, Measurement, StreamingMeasurement, _pieces, _StreamSource,
                       block_assignment, equal_sample_edges, measure, open_source)
 
-__all__ = ["MeasurementPlan", "CorrelatorPlan", "correlator_plan", "run_plans", "measure_plans",
+__all__ = ["MeasurementPlan", "CorrelatorPlan", "correlator_plan", "AccumulatorPlan",
+           "accumulator_plan", "run_plans", "measure_plans",
            "stream_plans", "merged_accumulators", "PlanResults", "PlanStream", "open_plan_source"]
 
 
@@ -204,6 +205,36 @@ def open_plan_source(source, *, log_weight=None, chunk: int = 4096):
                                  f"n_samples={phi.shape[0]}")
         return ArraySource(phi, log_weight, chunk=chunk)
     return open_source(source)
+
+
+class AccumulatorPlan(MeasurementPlan):
+    """Given accumulators in a shared pass; :meth:`finalize` returns their
+    :class:`Measurement` (with this plan's blocks) for functions that take a Measurement
+    (``moments``, ``connected_correlator``, ``momentum_space_test``, ...).
+
+    Default blocks: ``n_blocks`` chunk blocks (``split="chunks"``), what
+    ``measure(store, accumulators, blocks=n_blocks)`` would use.
+    """
+
+    kind = "accumulators"
+    split = "chunks"
+
+    def __init__(self, accumulators: dict, *, n_blocks: int = 20, split: str | None = None):
+        super().__init__(n_blocks=n_blocks, split=split)
+        if not isinstance(accumulators, dict) or not accumulators:
+            raise ValueError("accumulators must be a non-empty dict")
+        self._accs = dict(accumulators)
+
+    def accumulators(self) -> dict:
+        return {k: a.empty() for k, a in self._accs.items()}
+
+    def finalize(self, measurement):
+        return measurement
+
+
+def accumulator_plan(accumulators: dict, *, n_blocks: int = 20, split: str | None = None):
+    """An :class:`AccumulatorPlan`."""
+    return AccumulatorPlan(accumulators, n_blocks=n_blocks, split=split)
 
 
 def merged_accumulators(plans: dict) -> dict:

@@ -11,9 +11,9 @@ import importlib
 
 import numpy as np
 
-from .base import (REGISTRY, Context, Measurement, Option, OptionError, check_options, get,
-                   jsonable, names, pass_blocks, register, registry_markdown, resolve_options,
-                   run_one, shared_pass, streamable)
+from .base import (REGISTRY, Context, Measurement, Option, OptionError, check_options,
+                   finalize_shared, get, jsonable, names, pass_blocks, register,
+                   registry_markdown, resolve_options, run_one, shared_plans, streamable)
 
 _MODULES = ("two_point", "npoint", "cluster", "symmetry", "couplings", "rg", "reweight",
             "generating", "qft")
@@ -34,8 +34,7 @@ MEASURE = {name: m.run for name, m in REGISTRY.items()}
 
 __all__ = ["REGISTRY", "Context", "Measurement", "Option", "OptionError", "check_options", "get",
            "jsonable", "names", "pass_blocks", "register", "registry_markdown", "resolve_options",
-           "run_one",
-           "shared_pass", "streamable", "width_scan_summary", "MEASURE",
+           "run_one", "shared_plans", "finalize_shared", "streamable", "width_scan_summary", "MEASURE",
            "two_point", "propagator", "four_point", "six_point", "npoint", "cluster", "symmetry",
            "couplings", "rg", "reweight", "generating", "continuum_kernel_fn"]
 

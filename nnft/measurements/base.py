@@ -35,7 +35,7 @@ import numpy as np
 from ..lattice import UserError
 
 __all__ = ["Context", "Option", "Measurement", "OptionError", "REGISTRY", "register", "get",
-           "names", "check_options", "resolve_options", "shared_pass", "streamable",
+           "names", "check_options", "resolve_options", "shared_plans", "finalize_shared", "streamable",
            "registry_markdown"]
 
 
@@ -62,6 +62,9 @@ class Context:
         The ensemble's ``options`` table with every default filled in.
     seed : int
         The config's seed (fixes the random point tuples, the same at every width).
+    plan_results : dict
+        The finalized Datasets of the measurement's own plans (``plans``) from the shared
+        pass, by the keys its ``plans`` returned; empty when ``run`` is called directly.
     """
 
     name: str
@@ -72,6 +75,7 @@ class Context:
     options: dict = field(default_factory=dict)
     seed: int = 0
     _kernel: object = None
+    plan_results: dict = field(default_factory=dict)
 
     @property
     def kernel(self):
@@ -183,6 +187,10 @@ class Measurement:
     accumulators : callable, optional
         ``accumulators(ctx) -> dict[str, Accumulator]``: further accumulators for the shared
         pass (keys must be unique across measurements: prefix them with the name).
+    plans : callable, optional
+        ``plans(ctx) -> dict[str, MeasurementPlan]`` (:mod:`nnft.observables.plan`): plans
+        filled in the shared pass (each with its own jackknife blocks) and finalized before
+        ``run``, which finds their Datasets in ``ctx.plan_results``.
     """
 
     name: str
@@ -192,10 +200,12 @@ class Measurement:
     requires: tuple = ()
     tuples: Callable | None = None
     accumulators: Callable | None = None
+    plans: Callable | None = None
 
     @property
     def shares_pass(self) -> bool:
-        return self.tuples is not None or self.accumulators is not None
+        return (self.tuples is not None or self.accumulators is not None
+                or self.plans is not None)
 
     @property
     def streamable(self) -> bool:
@@ -268,13 +278,21 @@ def resolve_options(m: Measurement, options: dict) -> dict:
     return out
 
 
-def shared_pass(ctx: Context, measures) -> dict:
-    """The accumulators of the one shared pass: a PointMoments over every tuple the
-    measurements in ``measures`` declare (key "moments") and the accumulators they add (empty
-    dict when none declares any)."""
-    from ..observables import PointMoments
+SHARED = "shared"
 
-    tuples, accs = [], {}
+
+def shared_plans(ctx: Context, measures) -> dict:
+    """The plans of the one shared pass over an ensemble (empty when no measurement in
+    ``measures`` shares it).
+
+    ``"shared"``: a PointMoments over every tuple the measurements declare (key "moments")
+    plus the accumulators they add, with :func:`pass_blocks` chunk blocks; and each
+    measurement's own plans as ``"<measurement>.<key>"``.
+    """
+    from ..observables import PointMoments
+    from ..observables.plan import accumulator_plan
+
+    tuples, accs, plans = [], {}, {}
     for name in measures:
         m = get(name)
         sub = dataclasses.replace(ctx, options=resolve_options(m, ctx.options))
@@ -285,17 +303,33 @@ def shared_pass(ctx: Context, measures) -> dict:
                 if key in accs or key == "moments":
                     raise ValueError(f"measurement {name!r}: accumulator key {key!r} is taken")
                 accs[key] = acc
+        if m.plans is not None:
+            for key, plan in m.plans(sub).items():
+                plans[f"{name}.{key}"] = plan
     if tuples:
         accs["moments"] = PointMoments(sorted(set(tuples)), max_order=6)
-    return accs
+    if accs:
+        plans[SHARED] = accumulator_plan(accs, n_blocks=pass_blocks(ctx.options))
+    return plans
 
 
-def run_one(name: str, ctx: Context, data=None) -> dict:
-    """Run measurement ``name`` on ``ctx``; ``data``: the shared-pass Measurement, if any."""
+def finalize_shared(plans: dict, meas) -> tuple:
+    """(shared Measurement or None, {plan name: Dataset}) from the merged pass ``meas``."""
+    data = meas.namespace(SHARED) if SHARED in plans else None
+    done = {n: p.finalize(meas.namespace(n)) for n, p in plans.items() if n != SHARED}
+    return data, done
+
+
+def run_one(name: str, ctx: Context, data=None, plan_results=None) -> dict:
+    """Run measurement ``name`` on ``ctx``; ``data``: the shared-pass Measurement and
+    ``plan_results``: the finalized plans (``"<measurement>.<key>"``), if any."""
     m = get(name)
     sub = dataclasses.replace(ctx, options=resolve_options(m, ctx.options))
     if m.shares_pass and data is not None:
         sub.store = data
+    head = f"{name}."
+    sub.plan_results = {k[len(head):]: v for k, v in (plan_results or {}).items()
+                        if k.startswith(head)}
     out = m.run(sub)
     ctx._kernel = sub._kernel  # share the kernel between measurements
     return out

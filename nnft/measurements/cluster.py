@@ -1,20 +1,14 @@
 """Cluster decomposition of the connected 4-point function."""
 from __future__ import annotations
 
-import math
-
-import numpy as np
-
-from ._common import _arch, _is_lattice, _npoint_tuples, _pairs, _tuples, _z_summary  # noqa: F401
 from .base import Measurement, Option, register
 
-def cluster(ctx: Context) -> dict:
-    """Cluster-decomposition profile of the connected 4-point function with its decay fit."""
-    from ..observables.cluster import cluster_profile
 
-    kw = {}
+def _options(ctx) -> dict:
+    """cluster_profile / cluster_plan options: the cos-net's exact plateau where known."""
     from ..ensembles import LatticeCosNet
 
+    kw = {"order": 4, "average": bool(ctx.opt("cluster_average", False))}
     if isinstance(ctx.spec, LatticeCosNet):
         from ..lattice import free_propagator
         from ..observables.cluster import cluster_tuples, cosnet_g4c
@@ -23,9 +17,23 @@ def cluster(ctx: Context) -> dict:
         G = free_propagator(ctx.lattice, ctx.spec.m2)
         k = 3.0 if ctx.spec.amplitude == "gaussian" else 1.0
         kw["expected"] = cosnet_g4c(G, tuples, ctx.spec.width, kurtosis=k)
-    # averaging over all V translates cuts the error ~3x on a 32^2 lattice but costs ~20x time
-    average = bool(ctx.options.get("cluster_average", False))
-    ds = cluster_profile(ctx.store, ctx.lattice, order=4, average=average, **kw)
+    return kw
+
+
+def _plans(ctx) -> dict:
+    from ..observables import cluster_plan
+
+    return {"profile": cluster_plan(ctx.lattice, **_options(ctx))}
+
+
+def cluster(ctx) -> dict:
+    """Cluster-decomposition profile of the connected 4-point function with its decay fit
+    (from the shared pass when run by `nnft run`; reads ``ctx.store`` when called directly)."""
+    from ..observables.cluster import cluster_profile
+
+    ds = ctx.plan_results.get("profile")
+    if ds is None:
+        ds = cluster_profile(ctx.store, ctx.lattice, **_options(ctx))
     a = ds.attrs
     out = {"quantity": "cluster decomposition (connected 4-point, two 2-point clusters)",
            "verdict": a.get("verdict"), "plateau": a.get("plateau"),
@@ -41,11 +49,10 @@ def cluster(ctx: Context) -> dict:
     return out
 
 
-
 register(Measurement(
     name="cluster",
     summary="cluster-decomposition profile of the connected 4-point function (two 2-point "
             "clusters pulled apart) with its plateau and decay fit",
-    run=cluster, requires=("lattice", "stored"),
+    run=cluster, requires=("lattice",), plans=_plans,
     options=(Option("cluster_average", bool, False,
                     "average over all translates (about 3x smaller errors, 20x the time)"),)))

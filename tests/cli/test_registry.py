@@ -64,11 +64,12 @@ class _CountingReads:
 
 
 def test_shared_measurements_read_each_chunk_once(tmp_path, monkeypatch):
-    """propagator + four_point + six_point on a stored ensemble: one pass (each chunk read
-    once per width), where the code before the registry read every store once per
-    measurement and more (moments, connected correlator and m_n each made a pass)."""
+    """The default run's measurements (propagator, four_point, cluster, symmetry) and the
+    6-point on a stored ensemble: one pass (each chunk read once per width), where the code
+    before the registry read every store once per measurement and more (moments, connected
+    correlator, m_n, the cluster profile and each symmetry check made a pass each)."""
     reads = _CountingReads(monkeypatch)
-    cfg = _cfg(["propagator", "four_point", "six_point"])
+    cfg = _cfg(["propagator", "four_point", "six_point", "cluster", "symmetry"])
     res = run_config(cfg, tmp_path / "r", quiet=True)
     n_chunks = 1200 // 200
     assert reads.n == n_chunks * 2  # two widths
