@@ -15,10 +15,10 @@ The ``[mcmc]`` table of a run config (validated by :func:`validate_mcmc_section`
     seed = 1
 
 For every (method, L) :func:`run_mcmc_comparison` measures chi, E, G0 and <|M|> per sample,
-analyses them with the Gamma method (PHYSICS.md section 11; chains as replicas, independent
+analyses them with the Gamma method (docs/conventions.md; chains as replicas, independent
 samples give tau_int = 1/2), and reports tau_int, wall time per sample and per independent sample
 (wall / N_eff(chi)), time to reach the target relative error on chi and on E, and the bias
-against the exact free-field values (PHYSICS.md section 3) in standard errors. Wall time counts
+against the exact free-field values (docs/conventions.md section 3) in standard errors. Wall time counts
 generation and the per-sample measurement on one process; MCMC wall time includes tuning and
 thermalisation.
 """

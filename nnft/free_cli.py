@@ -11,14 +11,14 @@ from .lattice import UserError
 
 def add_parser(sub):
     p = sub.add_parser("free", help="sample the exact free field into a Zarr store and summarise it",
-                       description="Draw exact free-field configurations (PHYSICS.md section 3) "
+                       description="Draw exact free-field configurations (docs/conventions.md section 3) "
                                    "into a FieldStore and compare G(0), chi, E, <|M|> with the "
                                    "exact values.")
     p.add_argument("store", help="path of the Zarr store to write (resumed if it exists)")
     p.add_argument("--L", type=int, default=16, help="linear size of the 2D lattice (default 16)")
     p.add_argument("--dim", type=int, default=2, help="dimension d (default 2)")
     p.add_argument("--m2", type=float, default=None,
-                   help="bare mass squared (default: m_E L = 4, the PHYSICS.md table)")
+                   help="bare mass squared (default: m_E L = 4, the docs/conventions.md table)")
     p.add_argument("--samples", type=int, default=20000, help="number of configurations")
     p.add_argument("--chunk", type=int, default=2000, help="configurations per chunk")
     p.add_argument("--seed", type=int, default=0, help="seed entropy")

@@ -5,7 +5,7 @@ Config (TOML; every key is checked, unknown keys are errors)::
     [lattice]
     shape = [16, 16]                 # periodic, spacing 1
 
-    [action]                         # PHYSICS.md section 4
+    [action]                         # docs/conventions.md section 4
     convention = "C"                 # C (m2, g), B (m2, lam), A (m2, lam), H (kappa, lam)
     m2 = 0.062826
     g = 0.0

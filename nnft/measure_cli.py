@@ -255,7 +255,7 @@ def main(args) -> int:
             k = 3.0 if spec.get("amplitude", "gaussian") == "gaussian" else 1.0
             formula = cosnet_connected_4pt(free_propagator(lat, spec["m2"]), points,
                                            int(spec["width"]), kurtosis=k)
-            col["attrs"]["connected:formula"] = "PHYSICS.md section 6 (lattice cos-net G4c)"
+            col["attrs"]["connected:formula"] = "docs/conventions.md section 6 (lattice cos-net G4c)"
         if do_plots:
             figs.append(plots.plot_correlators(cc, pdir / "connected_correlators.png", formula))
 

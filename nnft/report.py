@@ -99,7 +99,7 @@ def _plots(results, out: Path) -> dict:
             fig, ax = plt.subplots(figsize=(5, 3.6))
             ax.errorbar(d["R"], d["value"], d["error"], fmt="o", label=f"measured, N={widths[0]}")
             if "expected" in d:
-                ax.plot(d["R"], d["expected"], "-", label="PHYSICS.md section 6")
+                ax.plot(d["R"], d["expected"], "-", label="docs/conventions.md section 6")
             ax.axhline(0, color="k", lw=0.5)
             ax.set_xlabel("separation R")
             ax.set_ylabel("connected 4-point")
@@ -113,6 +113,65 @@ def _plots(results, out: Path) -> dict:
     return made
 
 
+_FORMULAS = {
+    "LatticeCosNet": "phi(x) = sum_i a_i cos(p_i . x + c_i), momenta p_i drawn with weight "
+                     "1/(phat^2 + m^2) (exact lattice propagator at every width)",
+    "ErfNet": "f(x) = b1 + sum_i W1_i erf(W0_i . x + b0_i)",
+    "ReLUNet": "f(x) = b1 + sum_i W1_i max(0, W0_i . x + b0_i)",
+    "TanhNet": "f(x) = b1 + sum_i W1_i tanh(W0_i . x + b0_i)",
+    "GaussNet": "f(x) = b1 + sum_i W1_i exp(W0_i . x + b0_i) / normalisation (Gaussian kernel)",
+    "DeepMLP": "deep fully connected network, W^l ~ N(0, sigma_w^2 / n_(l-1))",
+}
+_SYMBOLS = {"m2": "m^2", "sigma_w": "sigma_w", "sigma_b": "sigma_b", "d_in": "d_in"}
+
+
+def _spec_text(arch: str, params: dict) -> str:
+    """An architecture in physics notation (conventions: docs/conventions.md)."""
+    ps = ", ".join(f"{_SYMBOLS.get(k, k)} = {v}" for k, v in params.items()) or "defaults"
+    return f"{arch} ({ps}): {_FORMULAS.get(arch, 'see nnft.ensembles.' + arch)}"
+
+
+def _geometry_text(lat: dict) -> str:
+    if lat.get("kind") == "lattice":
+        return (f"{' x '.join(str(n) for n in lat['shape'])} {lat.get('boundary', 'periodic')} "
+                f"lattice, spacing {lat.get('spacing', 1.0)}")
+    n = len(lat.get("points", [])) or lat.get("n_points", "")
+    return f"point set of {n} points".replace("of  points", "")
+
+
+def _verdict_rows(results) -> list:
+    """One row per tested claim: ensemble, N, check, expected from, p-value, verdict, note."""
+    rows = []
+    for name, ens in results["ensembles"].items():
+        for w in ens["widths"]:
+            r = ens["per_width"][w]
+            for what, res in r.items():
+                if not isinstance(res, dict):
+                    continue
+                if res.get("test_outcome") is not None:
+                    note = ""
+                    if res.get("test_samples_needed") not in (None,) and \
+                            isinstance(res.get("test_samples_needed"), (int, float)) and \
+                            math.isfinite(res["test_samples_needed"]):
+                        note = f"samples needed to decide: {_fmt(res['test_samples_needed'])}"
+                    if res.get("test_heavy_tail"):
+                        note = "heavy tails: error bars not trusted"
+                    rows.append([name, w, f"{what}: {res.get('test', res.get('quantity', ''))}",
+                                 res.get("expected_method", "exact lattice propagator"
+                                         if what in ("propagator", "two_point") else "-"),
+                                 _fmt(res.get("test_p_value"), 3), res["test_outcome"], note])
+                for k, v in res.items():
+                    if k.endswith(": verdict") and isinstance(v, str):
+                        check = k[: -len(": verdict")]
+                        p = res.get(f"{check}: p_value")
+                        rows.append([name, w, f"{what}: {check}", "-", _fmt(p, 3), v, ""])
+                if what == "cluster" and res.get("verdict"):
+                    rows.append([name, w, "cluster: connected 4-point plateau", "cos-net formula"
+                                 if res.get("plateau_expected") is not None else "-",
+                                 "-", res["verdict"], ""])
+    return rows
+
+
 def render_markdown(results, plots: dict, out: Path) -> str:
     lines = [f"# {results['title']}", ""]
     if results.get("paper"):
@@ -121,10 +180,26 @@ def render_markdown(results, plots: dict, out: Path) -> str:
         lines += [results["description"], ""]
     if results.get("claims"):
         lines += ["## What the paper claims", ""] + [f"- {c}" for c in results["claims"]] + [""]
-    lines += ["## What nnft measured", ""]
+    rows = _verdict_rows(results)
+    if rows:
+        lines += ["## Verdicts", "",
+                  "Each tested claim with its p-value and verdict: *consistent* (the data agree "
+                  "with the expectation at the stated power), *inconsistent* (they do not, at "
+                  "level 0.05 after Holm's correction within a test), *inconclusive* (the data "
+                  "cannot decide, or their error bars cannot be trusted). Symmetry checks say "
+                  "*symmetric* / *broken*. Definitions: docs/statistics.md and "
+                  "docs/conventions.md of nnft.", "",
+                  _table(["ensemble", "N", "check", "expected from", "p-value", "verdict",
+                          "note"], rows), ""]
+    lines += ["## What nnft measured", "",
+              "m_n: mean over point tuples of |G_n - G_n^GP| / |G_n^GP| (full n-point function "
+              "against the Gaussian process); its background: the same measure between "
+              "independent sub-ensembles (what noise alone gives). G2 chi2/dof and max |z| "
+              "are descriptive (correlated entries), not tests.", ""]
     for name, ens in results["ensembles"].items():
-        lines += [f"### {name}: {ens['arch']} {ens['params']}", "",
-                  f"Geometry: {ens['lattice']}; {ens['samples']} networks per width.", ""]
+        lines += [f"### {name}", "", f"- network: {_spec_text(ens['arch'], ens['params'])}",
+                  f"- geometry: {_geometry_text(ens['lattice'])}; {ens['samples']} networks per "
+                  f"width; widths N = {', '.join(str(w) for w in ens['widths'])}", ""]
         rows = []
         for w in ens["widths"]:
             r = ens["per_width"][w]

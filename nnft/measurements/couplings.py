@@ -160,7 +160,7 @@ def _couplings_lattice(ctx, n_blocks):
 
 
 def couplings(ctx) -> dict:
-    """Tree-level quartic coupling from Delta G4 (PHYSICS.md section 8).
+    """Tree-level quartic coupling from Delta G4 (docs/conventions.md section 8).
 
     Lattices: lambda from the lattice vertex ``sum_y prod_i K(x_i, y)`` on tuples of neighbouring
     sites, translation-averaged (LatticeCosNet: also the same fit applied to the exact finite-N

@@ -99,11 +99,12 @@ def npoint(ctx, order: int) -> dict:
             if a.get(k) is not None:
                 out[f"test_{k}"] = a[k]
         out["verdict"] = a.get("outcome")
-        out["summary"] = [(f"G{order}c vs {method}: p-value, verdict", a.get("outcome"),
-                           a.get("p_value"))]
+        out["summary"] = [(f"G{order}c vs {method}: verdict",
+                           f"{a.get('outcome')} (p = {float(a.get('p_value', float('nan'))):.3g})",
+                           None)]
         if a.get("heavy_tail"):
-            out["summary"].append((f"G{order}c: heavy tails, error bars not trusted",
-                                   a.get("heavy_tail_message"), None))
+            out["summary"].append((f"G{order}c: heavy tails (details in results.json)",
+                                   "error bars not trusted", None))
         expected = exact
     K = ctx.kernel
     if K is not None:

@@ -22,8 +22,8 @@ def qft(ctx) -> dict:
         v, p = ds.attrs.get("qft_verdict"), ds.attrs.get("p_value")
         out[f"{name}: verdict"] = v
         out[f"{name}: p_value"] = None if p is None else float(p)
-        summary.append((f"{name.replace('_', ' ')}: verdict (p-value)", v,
-                        None if p is None else float(p)))
+        summary.append((f"{name.replace('_', ' ')}: verdict",
+                        v if p is None else f"{v} (p = {float(p):.3g})", None))
     overall = res["summary"].attrs.get("verdict") if "summary" in res else None
     out["verdict"] = overall
     summary.append(("is it a QFT (all checks consistent)?", overall, None))

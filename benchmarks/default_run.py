@@ -1,0 +1,111 @@
+"""The default `nnft run` before and after, side by side on one machine.
+
+Runs the embedded default config (2D L = 32 cos-net, widths 2..64) with this checkout and with
+an older checkout of nnft (``--old PATH``: a git worktree with its own virtual environment,
+e.g. ``git worktree add /tmp/old 5b3ef5e`` and ``pip install -e /tmp/old`` into
+``/tmp/old/.venv``), alternating the two ``--repeats`` times with the same ``--samples``, and
+compares wall time and every number of results.json (timings aside).
+
+    python benchmarks/default_run.py --old /tmp/old --samples 30000 --repeats 2
+
+Writes benchmarks/results/default-run-<machine>.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "cli"))
+from smoke import strip_timings  # noqa: E402
+
+
+def machine() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+        else:
+            name = platform.processor()
+    except OSError:
+        name = platform.processor()
+    import os
+
+    return f"{' '.join(name.split()[:2])}-{os.cpu_count()}cores"
+
+
+def run(python, samples, out):
+    t0 = time.perf_counter()
+    r = subprocess.run([python, "-m", "nnft", "run", "--samples", str(samples), "--out", str(out),
+                        "--quiet"], capture_output=True, text=True, cwd=out.parent)
+    wall = time.perf_counter() - t0
+    if r.returncode:
+        raise SystemExit(r.stderr[-3000:])
+    return wall, json.loads((out / "results.json").read_text())
+
+
+def diff(a, b, where=""):
+    """Largest relative difference between the numbers of two results trees."""
+    worst = (0.0, "")
+    if isinstance(a, dict):
+        for k in a:
+            if k in b:
+                worst = max(worst, diff(a[k], b[k], f"{where}/{k}"))
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            worst = max(worst, diff(x, y, f"{where}[{i}]"))
+    elif isinstance(a, float) and isinstance(b, (int, float)):
+        d = abs(a - b) / max(abs(a), 1e-300)
+        worst = (d, where)
+    return worst
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--old", required=True, help="checkout of the older nnft with .venv/")
+    ap.add_argument("--samples", type=int, default=30000)
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    old_py = str(Path(args.old) / ".venv" / "bin" / "python")
+    new_py = sys.executable
+    times = {"old": [], "new": []}
+    res = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeats):
+            for tag, py in (("old", old_py), ("new", new_py)):
+                out = Path(tmp) / f"{tag}{i}"
+                wall, res[tag] = run(py, args.samples, out)
+                times[tag].append(wall)
+                print(f"{tag} run {i}: {wall:.1f} s", flush=True)
+    worst, where = diff(strip_timings(res["old"]), strip_timings(res["new"]))
+    best = {k: min(v) for k, v in times.items()}
+    text = f"""# Default `nnft run`, before and after (side by side)
+
+Machine: {machine()}; Python {platform.python_version()}. Command: `python benchmarks/default_run.py
+--old <checkout> --samples {args.samples} --repeats {args.repeats}`; old = `{args.old}`
+(git {subprocess.run(['git', '-C', args.old, 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()}),
+new = this checkout (git {subprocess.run(['git', '-C', str(ROOT), 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()}). Runs alternate old/new; the best of
+{args.repeats} is compared. Each run writes its own stores (generation included).
+
+| | old | new | old / new |
+|---|---|---|---|
+| wall time (s), best | {best['old']:.1f} | {best['new']:.1f} | {best['old'] / best['new']:.2f} |
+| all runs (s) | {', '.join(f'{t:.1f}' for t in times['old'])} | {', '.join(f'{t:.1f}' for t in times['new'])} | |
+
+Physics numbers: largest relative difference over every number of results.json present in
+both (timings aside): {worst:.2e} at `{where}`.
+"""
+    path = ROOT / "benchmarks" / "results" / f"default-run-{machine()}.md"
+    path.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
