@@ -16,12 +16,16 @@ from .exact import (exact_connected, exact_moments, exact_W, W_cumulant_series, 
                     deviation_exact, gp_connected, exact_two_point, estimator_variance,
                     plan_samples)
 from .deep import deep_leading_connected, deep_linear_connected
+from . import architectures
+from .architectures import *  # noqa: F401,F403  (plug-in architectures, e.g. SineNet)
+from .specs import register_architecture
 from .deformed import (DeformedCosNet, LatticePotential, reweighting_nongaussianity,
                        width_extrapolation)
 from .param_chains import (IndependenceSampler, ParamChainResult, ParamHMC, load_param_chunk,
                            run_param_chain)
 
 __all__ = [
+    "architectures", "register_architecture", *architectures.__all__,
     "Spec", "GaussNet", "ErfNet", "ReLUNet", "TanhNet", "ActivationNet", "DeepMLP",
     "GaussianCosNet", "ContinuumCosNet", "LatticeCosNet", "CorrelatedNet", "spec_from_dict",
     "spec_from_json", "ARCHITECTURES", "ACTIVATIONS", "gp_kernel", "neuron_moment",

@@ -284,6 +284,9 @@ def gp_kernel(spec: Spec, lattice, xp=np):
     if getattr(spec, "has_means", False):
         raise ValueError(f"{type(spec).__name__}: gp_kernel is defined for zero parameter means "
                          "(mu_* = 0) only")
+    own = getattr(spec, "kernel_matrix", None)  # plug-in architectures (ensembles/architectures)
+    if own is not None:
+        return _out(np.asarray(own(X), dtype=float), xp)
     if isinstance(spec, GaussianCosNet):
         r2 = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
         K = 0.5 * spec.s ** 2 * np.exp(-spec.sigma_w ** 2 * r2 / (2 * spec.d_in))

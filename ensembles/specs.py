@@ -39,9 +39,22 @@ CONTINUUM_FORMS = ("amplitude", "density")
 _REGISTRY: dict[str, type] = {}
 
 
-def _register(cls):
+def register_architecture(cls):
+    """Class decorator: make a spec class known by name (configs, stores, ``spec_from_dict``).
+
+    A plug-in architecture is one module in ``ensembles/architectures/`` (imported
+    automatically) holding a frozen dataclass spec registered with this decorator. Subclassing
+    ``_SingleLayer`` gives it the parameter draw, the evaluation on any array module, the exact
+    parameter-space theory by quadrature and the GP kernel by quadrature of its activation; a
+    method ``kernel_matrix(X) -> (V, V)`` replaces the latter by a closed form.
+    """
+    if cls.__name__ in _REGISTRY and _REGISTRY[cls.__name__] is not cls:
+        raise ValueError(f"architecture {cls.__name__!r} is registered twice")
     _REGISTRY[cls.__name__] = cls
     return cls
+
+
+_register = register_architecture
 
 
 def _err(spec, name, msg, value):
