@@ -1,7 +1,6 @@
 """Helpers shared by the measurement modules (tuples, z summaries, option access)."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
@@ -14,25 +13,13 @@ def _z_summary(value, error, expected):
 
 
 def _tuples(ctx, order, count):
-    """Fixed random point tuples (multisets: repeated points allowed), the same at every width.
+    """Fixed random point tuples (multisets), the same at every width: drawn from the sites of
+    a small box at the origin (side ``options.box``, default 3) on a lattice, from all points
+    on a point set (:func:`nnft.observables.combinatorics.box_multisets`)."""
+    from ..observables.combinatorics import box_multisets
 
-    On a lattice the points are drawn from the sites of a small box at the origin (side 3, or
-    ``options.box``), where the n-point functions are large compared with their noise; on a
-    point set from all points, as in the founding papers' experiments.
-    """
-    if getattr(ctx.lattice, "kind", "") == "lattice":
-        side = int(ctx.options.get("box", 3))
-        box = np.stack(np.meshgrid(*[np.arange(min(side, L)) for L in ctx.lattice.shape],
-                                   indexing="ij"), -1).reshape(-1, ctx.lattice.dim)
-        sites = np.ravel_multi_index(box.T, ctx.lattice.shape)
-    else:
-        sites = np.arange(ctx.lattice.volume)
-    n = min(count, math.comb(len(sites) + order - 1, order))
-    rng = np.random.default_rng([ctx.seed, order, 7])
-    out = set()
-    while len(out) < n:
-        out.add(tuple(sorted(rng.choice(sites, size=order, replace=True).tolist())))
-    return np.array(sorted(out))
+    return box_multisets(ctx.lattice, order, count, seed=ctx.seed,
+                         box=int(ctx.options.get("box", 3)))
 
 
 def _pairs(ctx):
@@ -50,17 +37,6 @@ def _pairs(ctx):
 
 def _npoint_tuples(ctx, order):
     return _tuples(ctx, order, int(ctx.options.get(f"n_tuples_{order}", 12)))
-
-
-def _num(v):
-    """float, None for non-finite (summary rows stay JSON-clean)."""
-    if v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _arch(ctx):

@@ -1,13 +1,12 @@
 """Tree-level quartic coupling from Delta G4 (lattice vertex or continuum vertex with its running)."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ._common import _arch, _is_lattice, _npoint_tuples, _pairs, _tuples, _z_summary  # noqa: F401
 from ..lattice import UserError
+from ._common import _arch, _is_lattice
 from .base import Measurement, Option, register
+
 
 def continuum_kernel_fn(spec):
     """GP kernel K(x, y) of a single-layer Gauss/Erf/ReLU net at arbitrary inputs.
@@ -41,12 +40,9 @@ def continuum_kernel_fn(spec):
 
 
 def _point_tuples(V, n, count, seed):
-    rng = np.random.default_rng([seed, n, 11])
-    count = min(count, math.comb(V + n - 1, n))
-    seen = set()
-    while len(seen) < count:
-        seen.add(tuple(sorted(rng.integers(0, V, size=n).tolist())))
-    return np.array(sorted(seen), dtype=np.int64)
+    from ..observables.combinatorics import point_multisets
+
+    return point_multisets(V, n, count, seed=seed)
 
 
 def _couplings_points(ctx, n_blocks):

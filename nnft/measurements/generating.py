@@ -1,13 +1,12 @@
 """W[J] = log E exp(J.phi) for a few sources against its cumulant expansion."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ._common import _arch, _is_lattice, _npoint_tuples, _pairs, _tuples, _z_summary  # noqa: F401
 from ..lattice import UserError
+from ._common import _arch
 from .base import Measurement, Option, register
+
 
 def _sources(ctx, K, n_sources, norm):
     """Sources J (n_sources, F): a point source, a smooth bump, a constant, then random ones,

@@ -6,9 +6,10 @@ import warnings
 
 import numpy as np
 
-from ._common import _arch, _is_lattice, _npoint_tuples, _pairs, _tuples, _z_summary  # noqa: F401
 from ..lattice import UserError
+from ._common import _arch, _is_lattice
 from .base import Measurement, Option, register
+
 
 def reweight(ctx) -> dict:
     """phi^4 (convention C) by reweighting a free lattice ensemble with exp(-Delta S).

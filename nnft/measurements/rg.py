@@ -5,9 +5,10 @@ import math
 
 import numpy as np
 
-from ._common import _arch, _is_lattice, _npoint_tuples, _pairs, _tuples, _z_summary  # noqa: F401
 from ..lattice import UserError
+from ._common import _arch, _is_lattice
 from .base import Measurement, Option, register
+
 
 def rg(ctx) -> dict:
     """Momentum-shell / Fisher-shell coarse-graining of a cos-net store (arXiv:2405.17538).

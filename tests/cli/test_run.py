@@ -53,7 +53,7 @@ def test_streaming_equals_stored(tmp_path):
 
 
 def test_streaming_refuses_store_only_measurements():
-    text = SMALL.format(keep="false").replace('"six_point"]', '"six_point", "cluster"]')
+    text = SMALL.format(keep="false").replace('"six_point"]', '"six_point", "generating"]')
     with pytest.raises(ConfigError, match="keep_stores"):
         resolve_config(tomllib.loads(text))
 
