@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backend import xp_of
+
 __all__ = [
     "CONVENTIONS",
     "Phi4Action",
@@ -44,15 +46,6 @@ __all__ = [
 ]
 
 CONVENTIONS = ("C", "B", "A", "H")
-
-
-def _xp_of(a):
-    """numpy for NumPy arrays (and scalars), cupy for CuPy arrays."""
-    if isinstance(a, np.ndarray):
-        return np
-    from .backend import array_module
-
-    return array_module(a)
 
 
 def _check_convention(convention, name="convention"):
@@ -321,7 +314,7 @@ class Phi4Action:
 
     def neighbour_sum(self, phi):
         """sum_mu (phi_{x+mu} + phi_{x-mu}) over the trailing lattice axes (periodic)."""
-        xp = _xp_of(phi)
+        xp = xp_of(phi)
         out = xp.zeros_like(phi)
         for ax in range(phi.ndim - self.dim, phi.ndim):
             _add_shift(out, phi, ax, +1)
@@ -331,7 +324,7 @@ class Phi4Action:
     def action(self, phi):
         """S[phi] per configuration: shape ``phi.shape[:-dim]`` (float64)."""
         self._check(phi)
-        xp = _xp_of(phi)
+        xp = xp_of(phi)
         beta, alpha, lam, const = self.coefficients
         nd = phi.ndim
         axes = tuple(range(nd - self.dim, nd))

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from .actions import Phi4Action
-from .backend import backend_name, get_xp, to_numpy
+from .backend import backend_name, get_xp, module_name, to_numpy
 from .random import bit_generator_name, chunk_rng, resolve_seed
 
 __all__ = [
@@ -250,7 +250,7 @@ class HMC(Sampler):
         exp_mdH : array
             exp(-dH) per chain (host), whose mean must be 1 in equilibrium.
         """
-        xp = get_xp(_module_name(phi))
+        xp = get_xp(module_name(phi))
         lo, hi = self.n_steps_range()
         n = int(host_rng.integers(lo, hi + 1))
         pi = rng.standard_normal(phi.shape, dtype=xp.float64)
@@ -327,7 +327,7 @@ class Metropolis(Sampler):
 
         Returns ``(phi, accept_prob, None)`` with the mean acceptance rate per chain (host).
         """
-        xp = get_xp(_module_name(phi))
+        xp = get_xp(module_name(phi))
         R = phi.shape[0]
         flat = phi.reshape(R, -1).copy()
         sites, nbrs = self._indices(xp)
@@ -347,10 +347,6 @@ class Metropolis(Sampler):
             flat[:, s] = cur
         rate = to_numpy(acc_sum) / (self.action.volume * self.n_hits)
         return flat.reshape(phi.shape), rate, None
-
-
-def _module_name(a):
-    return "numpy" if isinstance(a, np.ndarray) else "cupy"
 
 
 # ============================================================================ driver

@@ -1,7 +1,6 @@
 """Helpers shared by the measurement modules (tuples, z summaries, option access)."""
 from __future__ import annotations
 
-
 import numpy as np
 
 
