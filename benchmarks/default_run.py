@@ -38,7 +38,7 @@ def machine() -> str:
         name = platform.processor()
     import os
 
-    return f"{' '.join(name.split()[:2])}-{os.cpu_count()}cores"
+    return f"{'-'.join(name.split()[:2])}-{os.cpu_count()}cores"
 
 
 def run(python, samples, out):
