@@ -170,8 +170,10 @@ def main(args) -> int:
 
 
 def summarise(res, wall):
-    """Print acceptance, <exp(-dH)> and a Gamma-method table (with exact free-field values)."""
+    """Print acceptance, <exp(-dH)>, the thermalisation check (split halves, Geweke, split
+    R-hat, MSER cut) and a Gamma-method table (with exact free-field values)."""
     from .observables.gamma import chain_observables, gamma_error
+    from .observables.thermalization import thermalization_check
 
     st = res.store
     act = res.settings
@@ -182,6 +184,17 @@ def summarise(res, wall):
     if res.exp_mdH is not None and res.exp_mdH.shape[0] > 1:
         g = gamma_error(res.exp_mdH.ravel(), n_replicas=res.n_chains)
         print(f"<exp(-dH)> = {g.value:.5f} +- {g.error:.5f} (must be 1)")
+    try:
+        a = thermalization_check(st).attrs
+    except ValueError as e:  # too few measurements per chain for the split tests
+        print(f"thermalisation: inconclusive (not checked: {e})")
+    else:
+        line = (f"thermalisation: {a.get('outcome')} "
+                f"(p = {float(a.get('p_value', float('nan'))):.3g})")
+        if a.get("outcome") != "consistent":
+            line += (f"; discard the first {int(a.get('recommended_cut', 0))} measurements per "
+                     f"chain or thermalise longer ({a.get('message', '')})")
+        print(line)
     ds = chain_observables(st, include_primary=False)
     exact = _exact(st)
     print(f"{'observable':>10} {'value':>22} {'tau_int':>14} {'N_eff':>9}" +

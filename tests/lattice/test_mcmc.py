@@ -208,7 +208,8 @@ def test_mcmc_cli(tmp_path, capsys):
     assert main(["mcmc", str(cfg), "--store", str(tmp_path / "s.zarr"), "--quiet"]) == 0
     st = FieldStore.open(tmp_path / "s.zarr")
     assert st.is_complete and st.n_replicas == 2 and st.source == "mcmc"
-    assert "acceptance" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "acceptance" in out and "thermalisation: " in out
     cfg.write_text(cfg.read_text().replace("[sampler]\n", "[sampler]\nbogus = 1\n"))
     assert main(["mcmc", str(cfg), "--store", str(tmp_path / "t.zarr")]) == 2
     assert "sampler.bogus" in capsys.readouterr().err
