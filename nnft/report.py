@@ -139,8 +139,24 @@ def _geometry_text(lat: dict) -> str:
     return f"point set of {n} points".replace("of  points", "")
 
 
-def _verdict_rows(results) -> list:
-    """One row per tested claim: ensemble, N, check, expected from, p-value, verdict, note."""
+def _holm(pvals):
+    """Holm-adjusted p-values (family-wise error control over all tests of a run)."""
+    order = sorted(range(len(pvals)), key=lambda i: pvals[i])
+    m, out, run = len(pvals), [1.0] * len(pvals), 0.0
+    for rank, i in enumerate(order):
+        run = max(run, min(1.0, (m - rank) * pvals[i]))
+        out[i] = run
+    return out
+
+
+def verdict_table(results, alpha: float = 0.05) -> list:
+    """Every tested claim of a run, with its verdict corrected for multiple comparisons.
+
+    Each test is calibrated at level ``alpha`` on its own; a run makes many, so a test's
+    "inconsistent" stands only when its Holm-adjusted p-value over all tests of the run is
+    below ``alpha`` (otherwise the row says "consistent", noting the correction). Returns
+    dicts with ensemble, N, check, expected, p_value, p_family, verdict, note.
+    """
     rows = []
     for name, ens in results["ensembles"].items():
         for w in ens["widths"]:
@@ -150,25 +166,42 @@ def _verdict_rows(results) -> list:
                     continue
                 if res.get("test_outcome") is not None:
                     note = ""
-                    if res.get("test_samples_needed") not in (None,) and \
-                            isinstance(res.get("test_samples_needed"), (int, float)) and \
-                            math.isfinite(res["test_samples_needed"]):
-                        note = f"samples needed to decide: {_fmt(res['test_samples_needed'])}"
+                    need = res.get("test_samples_needed")
+                    if isinstance(need, (int, float)) and math.isfinite(need):
+                        note = f"samples needed to decide: {_fmt(need)}"
                     if res.get("test_heavy_tail"):
                         note = "heavy tails: error bars not trusted"
-                    rows.append([name, w, f"{what}: {res.get('test', res.get('quantity', ''))}",
-                                 res.get("expected_method", "exact lattice propagator"
-                                         if what in ("propagator", "two_point") else "-"),
-                                 _fmt(res.get("test_p_value"), 3), res["test_outcome"], note])
+                    p = res.get("test_p_value")
+                    rows.append({"ensemble": name, "N": w,
+                                 "check": f"{what}: {res.get('test', res.get('quantity', ''))}",
+                                 "expected": res.get("expected_method",
+                                                     "exact lattice propagator"
+                                                     if what in ("propagator", "two_point")
+                                                     else "-"),
+                                 "p_value": None if p is None else float(p),
+                                 "verdict": res["test_outcome"], "note": note})
                 for k, v in res.items():
                     if k.endswith(": verdict") and isinstance(v, str):
                         check = k[: -len(": verdict")]
                         p = res.get(f"{check}: p_value")
-                        rows.append([name, w, f"{what}: {check}", "-", _fmt(p, 3), v, ""])
+                        rows.append({"ensemble": name, "N": w, "check": f"{what}: {check}",
+                                     "expected": "-", "p_value": p, "verdict": v, "note": ""})
                 if what == "cluster" and res.get("verdict"):
-                    rows.append([name, w, "cluster: connected 4-point plateau", "cos-net formula"
+                    rows.append({"ensemble": name, "N": w,
+                                 "check": "cluster: connected 4-point plateau",
+                                 "expected": "cos-net formula"
                                  if res.get("plateau_expected") is not None else "-",
-                                 "-", res["verdict"], ""])
+                                 "p_value": None, "verdict": res["verdict"], "note": ""})
+    tested = [i for i, r in enumerate(rows) if isinstance(r["p_value"], float)
+              and math.isfinite(r["p_value"])
+              and r["verdict"] in ("consistent", "inconsistent", "inconclusive")]
+    adj = _holm([rows[i]["p_value"] for i in tested])
+    for i, pa in zip(tested, adj):
+        rows[i]["p_family"] = pa
+        if rows[i]["verdict"] == "inconsistent" and pa >= alpha:
+            rows[i]["verdict"] = "consistent"
+            rows[i]["note"] = (f"p = {_fmt(rows[i]['p_value'], 3)} alone; not significant "
+                               f"after Holm over {len(tested)} tests")
     return rows
 
 
@@ -180,17 +213,22 @@ def render_markdown(results, plots: dict, out: Path) -> str:
         lines += [results["description"], ""]
     if results.get("claims"):
         lines += ["## What the paper claims", ""] + [f"- {c}" for c in results["claims"]] + [""]
-    rows = _verdict_rows(results)
+    rows = results.get("verdicts") or []
     if rows:
         lines += ["## Verdicts", "",
                   "Each tested claim with its p-value and verdict: *consistent* (the data agree "
                   "with the expectation at the stated power), *inconsistent* (they do not, at "
                   "level 0.05 after Holm's correction within a test), *inconclusive* (the data "
-                  "cannot decide, or their error bars cannot be trusted). Symmetry checks say "
-                  "*symmetric* / *broken*. Definitions: docs/statistics.md and "
-                  "docs/conventions.md of nnft.", "",
-                  _table(["ensemble", "N", "check", "expected from", "p-value", "verdict",
-                          "note"], rows), ""]
+                  "cannot decide, or their error bars cannot be trusted). \"p (run)\" is the "
+                  "p-value after Holm's correction over every test of the run: a verdict "
+                  "*inconsistent* needs it below 0.05. Symmetry checks say *symmetric* / "
+                  "*broken*. Definitions: docs/statistics.md and docs/conventions.md of nnft.",
+                  "",
+                  _table(["ensemble", "N", "check", "expected from", "p-value", "p (run)",
+                          "verdict", "note"],
+                         [[r["ensemble"], r["N"], r["check"], r["expected"],
+                           _fmt(r["p_value"], 3), _fmt(r.get("p_family"), 3), r["verdict"],
+                           r["note"]] for r in rows]), ""]
     lines += ["## What nnft measured", "",
               "m_n: mean over point tuples of |G_n - G_n^GP| / |G_n^GP| (full n-point function "
               "against the Gaussian process); its background: the same measure between "

@@ -176,7 +176,7 @@ def run_config(cfg: dict, out, *, quiet: bool = False) -> dict:
 def _run(cfg, out, xp, quiet):
     from .ensembles import generate
     from .observables.plan import measure_plans, stream_plans
-    from .report import write_report
+    from .report import verdict_table, write_report
 
     t_start = time.perf_counter()
     results = {"title": cfg["title"], "paper": cfg.get("paper"), "claims": cfg.get("claims", []),
@@ -233,6 +233,7 @@ def _run(cfg, out, xp, quiet):
         if table in cfg:
             log(f"[{table}] {study.summary}")
             results[table] = study.run(cfg[table], out, quiet=quiet)
+    results["verdicts"] = verdict_table(results)
     results["timings"]["total_s"] = time.perf_counter() - t_start
     write_report(results, out)
     _write_atomic(out / "results.json", json.dumps(_jsonable(results), indent=1))

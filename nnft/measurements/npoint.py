@@ -99,8 +99,8 @@ def npoint(ctx, order: int) -> dict:
             if a.get(k) is not None:
                 out[f"test_{k}"] = a[k]
         out["verdict"] = a.get("outcome")
-        out["summary"] = [(f"G{order}c vs {method}: verdict",
-                           f"{a.get('outcome')} (p = {float(a.get('p_value', float('nan'))):.3g})",
+        out["summary"] = [(f"G{order}c vs {method}: p-value (verdict of this test alone)",
+                           f"{float(a.get('p_value', float('nan'))):.3g} ({a.get('outcome')})",
                            None)]
         if a.get("heavy_tail"):
             out["summary"].append((f"G{order}c: heavy tails (details in results.json)",

@@ -56,8 +56,8 @@ def two_point(ctx) -> dict:
         out["verdict"] = a.get("outcome")
         out["summary"] = [("G(p) vs exact: chi^2 / dof", f"{a['statistic']:.1f} / {a['dof']}",
                            None),
-                          ("G(p) vs exact: verdict", f"{a.get('outcome')} (p = {a['p_value']:.3g})",
-                           None)]
+                          ("G(p) vs exact: p-value (verdict of this test alone)",
+                           f"{a['p_value']:.3g} ({a.get('outcome')})", None)]
         out["data_momentum"] = {"phat2": mt["phat2"].values, "value": mt["value"].values,
                                 "error": mt["error"].values, "expected": mt["expected"].values}
     return out

@@ -126,3 +126,21 @@ def test_streamed_and_stored_runs_agree(tmp_path):
         assert ra["propagator"]["chi2_dof"] == pytest.approx(rb["propagator"]["chi2_dof"],
                                                            rel=1e-10)
     assert not list((tmp_path / "b" / "stores").iterdir())
+
+
+def test_run_wide_holm_correction_of_verdicts():
+    """A run makes many tests: an "inconsistent" needs its Holm-adjusted p-value over all of
+    them below 0.05 (the default run at 1e5 samples showed two single-test rejections at
+    p = 0.023 and 0.037 among 10 tests of correct data). Companion: a strong rejection stays."""
+    from nnft.report import verdict_table
+
+    def res(*ps):
+        rows = {f"m{i}": {"test_outcome": "inconsistent" if p < 0.05 else "consistent",
+                          "test_p_value": p, "test": "t"} for i, p in enumerate(ps)}
+        return {"ensembles": {"e": {"widths": [4], "per_width": {4: rows}}}}
+
+    v = verdict_table(res(0.03, 0.5, 0.6))
+    assert [r["verdict"] for r in v] == ["consistent"] * 3
+    assert v[0]["p_family"] == pytest.approx(0.09) and "Holm over 3 tests" in v[0]["note"]
+    v = verdict_table(res(0.001, 0.5, 0.6))
+    assert v[0]["verdict"] == "inconsistent" and v[0]["p_family"] == pytest.approx(0.003)
