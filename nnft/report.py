@@ -42,7 +42,40 @@ def _savefig(fig, path: Path):
     os.replace(tmp, path)
 
 
+def _separations(ens, pairs) -> np.ndarray:
+    """Distance |x_i - x_j| of each site pair (minimal image on periodic lattices)."""
+    lat = ens["lattice"]
+    pairs = np.asarray(pairs)
+    if lat.get("kind") == "lattice":
+        shape = np.asarray(lat["shape"])
+        a = np.stack(np.unravel_index(pairs[:, 0], tuple(shape)), -1)
+        b = np.stack(np.unravel_index(pairs[:, 1], tuple(shape)), -1)
+        d = np.abs(a - b)
+        if lat.get("boundary", "periodic") == "periodic":
+            d = np.minimum(d, shape - d)
+        return float(lat.get("spacing", 1.0)) * np.sqrt((d ** 2).sum(-1))
+    pts = np.asarray(lat.get("points", []), dtype=float)
+    if pts.ndim == 1:
+        pts = pts[:, None]
+    if len(pts) == 0:
+        return np.arange(len(pairs), dtype=float)
+    return np.sqrt(((pts[pairs[:, 0]] - pts[pairs[:, 1]]) ** 2).sum(-1))
+
+
+def _width_ticks(ax, widths):
+    """Log x axis labelled at the widths only (no overlapping minor labels)."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.set_xscale("log")
+    ax.set_xticks(widths)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _plots(results, out: Path) -> dict:
+    """Plots (lattice units, a = 1): the propagator against |p| or |r| with the exact curve at
+    every width, m_n against N (log-log) with the fit and a 1/N line, the cluster profile at
+    every width with the cos-net formula."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,64 +85,103 @@ def _plots(results, out: Path) -> dict:
     for name, ens in results["ensembles"].items():
         widths = ens["widths"]
         pw = ens["per_width"]
-        wmax = widths[-1]
-        tp = pw[wmax].get("propagator") or pw[wmax].get("two_point")
-        if tp and "data" in tp:
-            d = tp["data"]
-            fig, ax = plt.subplots(figsize=(5, 3.6))
-            idx = np.arange(len(d["measured"]))
-            ax.errorbar(idx, d["measured"], d["error"], fmt="o", ms=3, label=f"measured, N={wmax}")
-            ax.plot(idx, d["expected"], "-", lw=1, label="closed form")
-            ax.set_xlabel("site pair")
-            ax.set_ylabel("G2")
-            ax.set_title(f"{name}: two-point function")
-            ax.legend()
+        colors = plt.cm.viridis(np.linspace(0, 0.9, len(widths)))
+        props = [(w, pw[w].get("propagator") or pw[w].get("two_point") or {}) for w in widths]
+        if any("data_momentum" in tp for _, tp in props):
+            fig, ax = plt.subplots(figsize=(6, 4.2))
+            for (w, tp), c in zip(props, colors):
+                d = tp.get("data_momentum")
+                if d is None:
+                    continue
+                x = np.asarray(d["phat2"], float)
+                ax.errorbar(x, d["value"], d["error"], fmt="o", ms=2.5, color=c, elinewidth=1,
+                            capsize=1.5, label=f"N = {w}")
+            d = next(tp["data_momentum"] for _, tp in props if "data_momentum" in tp)
+            order = np.argsort(np.asarray(d["phat2"], float))
+            ax.plot(np.asarray(d["phat2"], float)[order], np.asarray(d["expected"])[order], "k-",
+                    lw=1, label="exact 1/(phat^2 + m^2)")
+            ax.set_xscale("symlog", linthresh=0.05)
+            ax.set_yscale("log")
+            ax.set_xlabel("lattice momentum squared phat^2 (lattice units, a = 1)")
+            ax.set_ylabel("G(p) (lattice units)")
+            ax.set_title(f"{name}: propagator on independent modes")
+            ax.legend(fontsize=7, ncol=2)
             fig.tight_layout()
             p = out / "plots" / f"{name}-propagator.png"
             _savefig(fig, p)
             plt.close(fig)
-            made.setdefault(name, []).append(("Two-point function against the closed form", p))
+            made.setdefault(name, []).append(("Propagator against phat^2 at every width, with "
+                                              "the exact lattice propagator", p))
+        elif any("data" in tp for _, tp in props):
+            fig, ax = plt.subplots(figsize=(6, 4.2))
+            for i, ((w, tp), c) in enumerate(zip(props, colors)):
+                d = tp.get("data")
+                if d is None:
+                    continue
+                r = _separations(ens, d["pairs"]) * (1 + 0.01 * (i - len(widths) / 2))
+                ax.errorbar(r, d["measured"], d["error"], fmt="o", ms=2.5, color=c,
+                            elinewidth=1, capsize=1.5, label=f"N = {w}")
+            d = next(tp["data"] for _, tp in props if "data" in tp)
+            r = _separations(ens, d["pairs"])
+            order = np.argsort(r)
+            ax.plot(r[order], np.asarray(d["expected"])[order], "k.", ms=3,
+                    label="GP kernel (exact)")
+            ax.set_xlabel("separation |x - y| (input units)")
+            ax.set_ylabel("G2(x, y)")
+            ax.set_title(f"{name}: two-point function")
+            ax.legend(fontsize=7, ncol=2)
+            fig.tight_layout()
+            p = out / "plots" / f"{name}-propagator.png"
+            _savefig(fig, p)
+            plt.close(fig)
+            made.setdefault(name, []).append(("Two-point function against separation at every "
+                                              "width, with the GP kernel", p))
         for key, sc in ens.get("scaling", {}).items():
-            fig, ax = plt.subplots(figsize=(5, 3.6))
+            fig, ax = plt.subplots(figsize=(5.5, 4))
             N = np.asarray(sc["widths"], float)
-            ax.errorbar(N, sc["m_n"], sc["m_n_error"], fmt="o", label=f"{key} measured")
+            ax.errorbar(N, sc["m_n"], sc["m_n_error"], fmt="o", capsize=2, label=f"{key} measured")
             bg = np.asarray(sc["background"], float)
             if np.any(np.isfinite(bg)):
-                ax.plot(N, bg, "s--", ms=3, color="gray", label="background")
+                ax.plot(N, bg, "s--", ms=3, color="gray", label="noise background")
             if "slope" in sc:
                 fw = np.asarray(sc["fitted_widths"], float)
                 m = np.asarray(sc["m_n"])[np.isin(N, fw)]
                 c = np.exp(np.mean(np.log(m) - sc["slope"] * np.log(fw)))
                 ax.plot(N, c * N ** sc["slope"], "-",
-                        label=f"fit slope {sc['slope']:.3f} ± {sc['slope_error']:.3f}")
-            ax.set_xscale("log")
+                        label=f"fit: slope {sc['slope']:.3f} ± {sc['slope_error']:.3f}")
+                ax.plot(N, m[0] * fw[0] / N, ":", color="k", label="1/N")
+            _width_ticks(ax, sc["widths"])
             ax.set_yscale("log")
             ax.set_xlabel("width N")
-            ax.set_ylabel(key)
+            ax.set_ylabel(f"{key} (dimensionless)")
             ax.set_title(f"{name}: {key} against N")
             ax.legend(fontsize=8)
             fig.tight_layout()
             p = out / "plots" / f"{name}-{key}.png"
             _savefig(fig, p)
             plt.close(fig)
-            made.setdefault(name, []).append((f"{key} against width (log-log)", p))
-        cl = pw[widths[0]].get("cluster")
-        if cl and "data" in cl:
-            d = cl["data"]
-            fig, ax = plt.subplots(figsize=(5, 3.6))
-            ax.errorbar(d["R"], d["value"], d["error"], fmt="o", label=f"measured, N={widths[0]}")
-            if "expected" in d:
-                ax.plot(d["R"], d["expected"], "-", label="docs/conventions.md section 6")
+            made.setdefault(name, []).append((f"{key} against width (log-log) with the 1/N line",
+                                              p))
+        cls = [(w, pw[w].get("cluster")) for w in widths if (pw[w].get("cluster") or {}).get("data")]
+        if cls:
+            fig, ax = plt.subplots(figsize=(6, 4.2))
+            for i, ((w, cl), c) in enumerate(zip(cls, colors)):
+                d = cl["data"]
+                R = np.asarray(d["R"], float) + 0.06 * (i - len(cls) / 2)
+                ax.errorbar(R, d["value"], d["error"], fmt="o", ms=3, color=c, capsize=1.5,
+                            label=f"N = {w}")
+                if "expected" in d:
+                    ax.plot(d["R"], d["expected"], "-", lw=1, color=c)
             ax.axhline(0, color="k", lw=0.5)
-            ax.set_xlabel("separation R")
-            ax.set_ylabel("connected 4-point")
-            ax.set_title(f"{name}: cluster decomposition")
-            ax.legend(fontsize=8)
+            ax.set_xlabel("separation R of the two clusters (lattice units)")
+            ax.set_ylabel("connected 4-point function")
+            ax.set_title(f"{name}: cluster decomposition (lines: cos-net formula)")
+            ax.legend(fontsize=7, ncol=2)
             fig.tight_layout()
             p = out / "plots" / f"{name}-cluster.png"
             _savefig(fig, p)
             plt.close(fig)
-            made.setdefault(name, []).append(("Cluster-decomposition profile", p))
+            made.setdefault(name, []).append(("Cluster-decomposition profile at every width", p))
     return made
 
 
@@ -297,41 +369,15 @@ def render_markdown(results, plots: dict, out: Path) -> str:
 
 
 def markdown_to_html(md: str, title: str) -> str:
-    """A small converter for the subset of markdown the report uses."""
-    body = []
-    in_table = False
-    for line in md.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= set("-"):
-                continue
-            if not in_table:
-                body.append("<table>")
-                in_table = True
-                body.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells) + "</tr>")
-            else:
-                body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            body.append("</table>")
-            in_table = False
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
-        elif line.startswith("!["):
-            cap, src = line[2:].split("](", 1)
-            body.append(f'<figure><img src="{html.escape(src[:-1])}" alt="{html.escape(cap)}">'
-                        f"<figcaption>{html.escape(cap)}</figcaption></figure>")
-        elif line.startswith("- "):
-            body.append(f"<li>{html.escape(line[2:])}</li>")
-        elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
-    if in_table:
-        body.append("</table>")
-    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}")
+    """The report's markdown as a standalone HTML page (Python-Markdown with tables)."""
+    import markdown
+
+    body = markdown.markdown(md, extensions=["tables"], output_format="html")
+    style = ("body{font-family:sans-serif;max-width:70em;margin:2em auto}"
+             "table{border-collapse:collapse;font-size:90%}"
+             "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+            f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
 
 
 def write_report(results: dict, out) -> Path:
