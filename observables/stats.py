@@ -1380,18 +1380,34 @@ def correlator_test(source, tuples, expected, *, blocks=20, alpha: float = 0.05,
     Rc = R - R.mean(axis=0)
     C = (B - 1) / B * Rc.T @ Rc
     d = val - expected
-    if B - 1 - K + 1 > 0:
-        chi2 = float(d @ np.linalg.solve(C, d))
+    # a degenerate ensemble (e.g. a ReLU net with sigma_b = 0 on positive inputs is a rank-one
+    # field) has a singular covariance: test on its range (eigenvalues above 1e-10 of the
+    # largest), with dof = rank
+    w_, V_ = np.linalg.eigh(C)
+    keep = w_ > 1e-10 * max(float(w_.max()), 1e-300)
+    Keff = int(keep.sum())
+    if Keff < K:
+        P = V_[:, keep]
+        C = P.T @ C @ P
+        d_, e_ = P.T @ d, P.T @ expected
+    else:
+        P, d_, e_ = None, d, expected
+    if B - 1 - Keff + 1 > 0:
+        chi2 = float(d_ @ np.linalg.solve(C, d_))
         nu = B - 1
-        p = float(st.f.sf(chi2 * (nu - K + 1) / (K * nu), K, nu - K + 1))
-        null = f"Hotelling T^2 from {B} jackknife blocks (F({K}, {nu - K + 1}))"
+        p = float(st.f.sf(chi2 * (nu - Keff + 1) / (Keff * nu), Keff, nu - Keff + 1))
+        null = f"Hotelling T^2 from {B} jackknife blocks (F({Keff}, {nu - Keff + 1}))"
     else:
         C, rho = oas_shrinkage(C, B)
-        chi2 = float(d @ np.linalg.solve(C, d))
-        p = float(st.chi2.sf(chi2, K))
-        null = f"chi^2_{K}, jackknife covariance from {B} blocks OAS-shrunk (rho = {rho:.3g})"
+        chi2 = float(d_ @ np.linalg.solve(C, d_))
+        p = float(st.chi2.sf(chi2, Keff))
+        null = f"chi^2_{Keff}, jackknife covariance from {B} blocks OAS-shrunk (rho = {rho:.3g})"
+    if P is not None:
+        null += f" on the {Keff}-dimensional range of a singular covariance ({K} tuples)"
+    scale = float(math.sqrt(abs(e_ @ np.linalg.solve(C, e_))))
+    C = C if P is None else P @ C @ P.T
     se = np.sqrt(np.diag(C))
-    scale = float(math.sqrt(abs(expected @ np.linalg.solve(C, expected))))
+    K = Keff
     ws = []
     extra = {}
     if tail_key in getattr(meas, "total", {}):

@@ -75,7 +75,7 @@ def npoint(ctx, order: int) -> dict:
     named (``expected_method``).
     """
     from ..observables import (HeavyTailWarning, connected_correlator, correlator_test,
-                               deviation_measure)
+                               deviation_measure, gp_npoint)
 
     tuples = _npoint_tuples(ctx, order)
     ds = connected_correlator(ctx.store, tuples, order=order)
@@ -115,6 +115,17 @@ def npoint(ctx, order: int) -> dict:
         if "background" in dm:
             out["background"] = float(dm["background"].values)
             out["background_error"] = float(dm["background_error"].values) if "background_error" in dm else float("nan")
+        # m_n is a ratio |G_n - G_n^GP| / |G_n^GP|: where the GP value is not resolved from
+        # zero by the data the ratio explodes (m_6 of 1e14 was seen), so say so
+        gp = gp_npoint(np.asarray(K), tuples)
+        tiny = np.abs(gp) < 3 * np.asarray(err)
+        if np.any(tiny):
+            out["m_n_warning"] = (f"{int(tiny.sum())} of {len(gp)} tuples have |G{order}^GP| "
+                                  f"below 3 standard errors of the estimate: m_{order} (a ratio) "
+                                  f"is dominated by them and unreliable; compare the connected "
+                                  f"correlators (absolute) instead")
+            out.setdefault("summary", []).append((f"m_{order}: near-zero GP denominators",
+                                                  out["m_n_warning"], None))
     out["data"] = {"tuples": tuples, "value": val, "error": err,
                    "expected": expected if expected is not None else np.full_like(val, np.nan)}
     return out
