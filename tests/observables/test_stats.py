@@ -217,3 +217,21 @@ def test_momentum_test_p_values_uniform_over_seeds():
         bad.append(momentum_space_test(m, m2=M2 * 1.1, error_check=False).attrs["p_value"])
     assert stats.kstest(good, "uniform").pvalue > 1e-3
     assert stats.kstest(bad, "uniform").pvalue < 1e-3
+
+
+def test_correlator_test_on_a_degenerate_field():
+    """A rank-one field phi(x) = x c (what a ReLU net with sigma_b = 0 gives on positive
+    inputs) has a singular covariance over tuples: the test runs on its range instead of
+    failing; it accepts the true connected 4-point function (zero for Gaussian c) and rejects
+    a wrong one."""
+    from nnft.observables import correlator_test
+
+    rng = np.random.default_rng(3)
+    x = np.array([0.2, 0.4, 0.6, 0.8])
+    phi = rng.standard_normal((40000, 1)) * x[None, :]
+    tuples = [(0, 0, 1, 1), (0, 1, 2, 3), (1, 1, 2, 2), (0, 0, 0, 0)]
+    ok = correlator_test(phi, tuples, np.zeros(4), heavy_tail=False)
+    assert ok.attrs["p_value"] > 1e-3 and "singular" in ok.attrs["null_distribution"]
+    wrong = np.array([np.prod(x[list(t)]) for t in tuples])  # kurtosis excess 1 instead of 0
+    bad = correlator_test(phi, tuples, wrong, heavy_tail=False)
+    assert bad.attrs["p_value"] < 1e-6
