@@ -143,8 +143,9 @@ def eft(ctx) -> dict:
        the measurement nor the prediction is resolved from zero (3 errors), else "consistent".
        ``g6_heavy_tail`` flags tuples where one jackknife block carries over half the
        variance (heavy-tailed outputs such as the Gauss-net's: error bars not trusted).
-    4. ``kappa`` from G6c minus the lambda^2 trees (its relevance: BIC/AIC of the two G6c
-       models, ``g6_model``), with its exact counterpart ``kappa_exact``.
+    4. ``kappa`` from G6c minus the lambda^2 trees, with its exact counterpart
+       ``kappa_exact``; it is relevant (``g6_model = "lambda^2+kappa"``) when the criterion
+       prefers it over the lambda^2 trees alone and it stands 3 errors clear of zero.
     5. Width dependence from the exact theory at ``N x eft_width_factors``: rms residuals of
        the fitted EFT (G4c - fit, G6c - prediction) and of the free theory (G4c, G6c), and
        their log-log slopes (``exact_slope_*``).
@@ -263,7 +264,11 @@ def eft(ctx) -> dict:
     out["kappa"], out["kappa_error"] = f1["couplings"]["kappa"], f1["errors"]["kappa"]
     if ex is not None:
         out["kappa_z"] = (out["kappa"] - out["kappa_exact"]) / out["kappa_error"]
-    out["g6_model"] = "lambda^2+kappa" if f1[criterion] < f0[criterion] else "lambda^2"
+    # kappa is relevant when the criterion prefers it AND it stands 3 errors clear of zero
+    # (the diagonal chi^2 of correlated tuples alone over-rewards an extra coupling)
+    out["kappa_significance"] = abs(out["kappa"]) / out["kappa_error"]
+    out["g6_model"] = ("lambda^2+kappa" if f1[criterion] < f0[criterion]
+                       and out["kappa_significance"] >= 3 else "lambda^2")
     out[f"g6_{criterion}_lambda2"], out[f"g6_{criterion}_lambda2_kappa"] = f0[criterion], f1[criterion]
     summary.append(("kappa from G6c (after the lambda^2 trees)", out["kappa"], out["kappa_error"]))
     summary.append((f"G6c: minimal model ({criterion.upper()})", out["g6_model"], None))
