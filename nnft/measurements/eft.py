@@ -47,6 +47,26 @@ def neuron_kernel(spec):
     return K
 
 
+def _heavy_tails(store, tuple_sets):
+    """Heavy-tail flags of the per-sample products at each tuple set (one pass over the
+    samples; :func:`nnft.observables.heavy_tail_check`)."""
+    from ..observables import heavy_tail_check, tail_sample
+
+    tails = [tail_sample(t) for t in tuple_sets]
+    if hasattr(store, "iter_chunks"):
+        chunks = (phi for _, phi, _ in store.iter_chunks())
+    else:
+        arr = np.asarray(store)
+        chunks = (arr[i:i + 100_000] for i in range(0, arr.shape[0], 100_000))
+    for phi in chunks:
+        phi = np.asarray(phi, dtype=float).reshape(phi.shape[0], -1)
+        for t in tails:
+            t.update(phi)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return tuple(bool(heavy_tail_check(t, warn=False).attrs["heavy_tail"]) for t in tails)
+
+
 def _setup(spec, lattice, cutoff, n_nodes):
     from ..lattice.diagrams import PropagatorContext
 
@@ -141,8 +161,9 @@ def eft(ctx) -> dict:
        the kappa contact) and tested against the measured ``G6c`` (jackknife errors of the
        difference, Holm over tuples): "inconsistent" when rejected, "inconclusive" when neither
        the measurement nor the prediction is resolved from zero (3 errors), else "consistent".
-       ``g6_heavy_tail`` flags tuples where one jackknife block carries over half the
-       variance (heavy-tailed outputs such as the Gauss-net's: error bars not trusted).
+       ``g4_heavy_tail`` / ``g6_heavy_tail`` flag heavy-tailed per-sample products
+       (:func:`nnft.observables.heavy_tail_check`; e.g. the Gauss-net's log-normal outputs):
+       error bars not trusted, and the verdict is "inconclusive" (``g6_p_value`` is kept).
     4. ``kappa`` from G6c minus the lambda^2 trees, with its exact counterpart
        ``kappa_exact``; it is relevant (``g6_model = "lambda^2+kappa"``) when the criterion
        prefers it over the lambda^2 trees alone and it stands 3 errors clear of zero.
@@ -272,19 +293,19 @@ def eft(ctx) -> dict:
     out[f"g6_{criterion}_lambda2"], out[f"g6_{criterion}_lambda2_kappa"] = f0[criterion], f1[criterion]
     summary.append(("kappa from G6c (after the lambda^2 trees)", out["kappa"], out["kappa_error"]))
     summary.append((f"G6c: minimal model ({criterion.upper()})", out["g6_model"], None))
-    # heavy tails: a jackknife error of a high moment is not trusted when one block carries
-    # more than half of its variance (Gaussian blocks: about 2 ln(b) / b); flagged, not hidden
-    dev2 = (R6 - R6.mean(0)) ** 2
-    share = dev2.max(0) / np.maximum(dev2.sum(0), 1e-300)
-    heavy = bool(np.max(share) > 0.5)
+    heavy4, heavy = _heavy_tails(ctx.store, (t4, t6))
     out.update({"g6_rel_residual": rel, "g6_rel_residual_error": rel_e,
                 "g6_p_value": float(np.min(a["p_adjusted"])), "g6_max_abs_z": float(a["max_abs_z"]),
-                "g6_resolution_z": resolved, "g6_heavy_tail": heavy, "verdict": verdict})
+                "g6_resolution_z": resolved, "g6_heavy_tail": heavy, "g4_heavy_tail": heavy4,
+                "verdict": verdict})
     summary.append(("G6c: sum|meas - pred| / sum|meas|", rel, rel_e))
     summary.append(("G6c vs prediction: p-value (verdict of this test alone)",
                     f"{out['g6_p_value']:.3g} ({verdict})", None))
-    if heavy:
-        summary.append(("G6c: heavy tails (one block dominates)", "error bars not trusted", None))
+    if heavy or heavy4:
+        summary.append((f"G{'4c and G' if heavy4 else ''}6c: heavy tails", "error bars not trusted",
+                        None))
+    if heavy:  # neither a pass nor a small p-value is evidence when the errors are untrusted
+        out["verdict"] = verdict = "inconclusive"
     import xarray as xr
 
     ds = xr.Dataset({"delta_g4": ("tuple4", g4), "error4": ("tuple4", e4),
