@@ -85,6 +85,7 @@ def reweight(ctx) -> dict:
 
 
 NONGAUSS_MAX_SAMPLES = 4000
+NONGAUSS_Z = 2.807  # norm.isf(0.01 / 2 / 2): two-sided level 0.01 over two observables
 
 
 def _nongaussianity(ctx, target, base, out, summary) -> dict:
@@ -95,7 +96,8 @@ def _nongaussianity(ctx, target, base, out, summary) -> dict:
     The subsample and an exact Gaussian ensemble with the same propagator (the N -> infinity
     base) are reweighted by the same Delta S; the difference (``shift``) is the effect of the
     base's non-Gaussianity. Verdict per observable: "inconsistent" (the reweighted value is not
-    the lattice theory's: |shift| > the full run's statistical error and |z| > 2, a warning),
+    the lattice theory's: |shift| > the full run's statistical error and |z| > NONGAUSS_Z, the
+    two-sided level 0.01 Bonferroni-corrected over the two observables; a warning),
     "consistent" (|shift| + 2 shift_error < the statistical error: the effect is resolved to be
     below it) or "inconclusive" (the subsample cannot tell).
     """
@@ -127,7 +129,7 @@ def _nongaussianity(ctx, target, base, out, summary) -> dict:
         stat = float(out[f"{o}_error"])
         shift, se = r["shift"], r["shift_error"]
         z = shift / se if se > 0 else float("inf")
-        if abs(shift) > stat and abs(z) > 2:
+        if abs(shift) > stat and abs(z) > NONGAUSS_Z:
             v = "inconsistent"
             warns.append(f"{o} by {shift:.3g} +- {se:.2g} ({z:+.1f} sigma, above its "
                          f"statistical error {stat:.2g})")
