@@ -351,21 +351,59 @@ def render_markdown(results, plots: dict, out: Path) -> str:
         lines.append("")
         for caption, p in plots.get(name, []):
             lines += [f"![{caption}]({os.path.relpath(p, out)})", ""]
-    cmp_ = results.get("mcmc")
-    if cmp_:
-        lines += ["## Network ensembles against Markov chains", ""]
-        if cmp_.get("rows"):
-            keys = [k for k in cmp_["rows"][0] if not isinstance(cmp_["rows"][0][k], dict)]
-            lines += [_table(keys, [[_fmt(row.get(k)) for k in keys] for row in cmp_["rows"]]), ""]
-        for label, v, e in cmp_.get("summary", []):
-            lines.append(f"- {label}: {_pm(v, e) if e is not None else _fmt(v)}")
-        if cmp_.get("plot"):
-            lines += ["", f"![Cost per independent sample against L]({os.path.relpath(cmp_['plot'], out)})"]
-        lines.append("")
+    from .studies import STUDIES
+
+    for table, study in STUDIES.items():
+        res = results.get(table)
+        if res:
+            lines += (_mcmc_section(res, out) if table == "mcmc"
+                      else _study_section(table, study, res, out))
     lines += ["## Provenance and timings", "",
               f"- backend: {results['backend']}; total wall time {results['timings']['total_s']:.1f} s",
               "- resolved config: config.toml; every number: results.json; ensembles: stores/", ""]
     return "\n".join(lines)
+
+
+def _mcmc_section(cmp_, out: Path) -> list:
+    """The ``[mcmc]`` comparison (network ensembles against Markov chains)."""
+    lines = ["## Network ensembles against Markov chains", ""]
+    if cmp_.get("rows"):
+        keys = [k for k in cmp_["rows"][0] if not isinstance(cmp_["rows"][0][k], dict)]
+        lines += [_table(keys, [[_fmt(row.get(k)) for k in keys] for row in cmp_["rows"]]), ""]
+    for label, v, e in cmp_.get("summary", []):
+        lines.append(f"- {label}: {_pm(v, e) if e is not None else _fmt(v)}")
+    if cmp_.get("plot"):
+        lines += ["", f"![Cost per independent sample against L]({os.path.relpath(cmp_['plot'], out)})"]
+    lines.append("")
+    return lines
+
+
+def _study_section(table, study, res, out: Path) -> list:
+    """Any other config-level study: its ``rows`` as one table (a key with a sibling
+    ``<key>_error`` shows as value ± error; dict and list entries are left to results.json),
+    its ``summary`` rows and its ``plot``. A ``columns`` list in ``res`` selects the row keys
+    shown (default: all)."""
+    lines = [f"## Study [{table}]", "", f"{study.summary[:1].upper()}{study.summary[1:]}.", ""]
+    rows = res.get("rows") or []
+    keys = []
+    for row in rows:
+        for k, v in row.items():
+            if k not in keys and not isinstance(v, (dict, list, tuple)):
+                keys.append(k)
+    if res.get("columns"):
+        keys = [k for k in res["columns"] if k in keys] + [
+            f"{k}_error" for k in res["columns"] if f"{k}_error" in keys]
+    shown = [k for k in keys if not (k.endswith("_error") and k[:-6] in keys)]
+    if rows:
+        body = [[_pm(row[k], row.get(f"{k}_error")) if f"{k}_error" in keys and k in row
+                 else _fmt(row.get(k)) for k in shown] for row in rows]
+        lines += [_table(shown, body), ""]
+    for label, v, e in res.get("summary", []):
+        lines.append(f"- {label}: {_pm(v, e) if e is not None else _fmt(v)}")
+    if res.get("plot"):
+        lines += ["", f"![{table}]({os.path.relpath(res['plot'], out)})"]
+    lines.append("")
+    return lines
 
 
 def markdown_to_html(md: str, title: str) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .compare import run_mcmc_comparison, smoke_mcmc_section, validate_mcmc_section
+from .param_mcmc import run_param_mcmc, smoke_param_mcmc, validate_param_mcmc
 
 __all__ = ["Study", "STUDIES", "register_study"]
 
@@ -40,3 +41,9 @@ register_study(Study(
     summary="network ensembles, the exact sampler, HMC and Metropolis on the same free theory: "
             "tau_int, bias and cost per independent sample against L",
     validate=validate_mcmc_section, smoke=smoke_mcmc_section, run=run_mcmc_comparison))
+
+register_study(Study(
+    table="param_mcmc",
+    summary="deformed cos-nets sampled by Markov chains in parameter space at several widths N, "
+            "extrapolated in 1/N and compared with field-space HMC on the lattice action",
+    validate=validate_param_mcmc, smoke=smoke_param_mcmc, run=run_param_mcmc))

@@ -5,7 +5,7 @@ import tomllib
 SMOKE = {"halverson2008_nngp": (1500, "4"), "halverson2008_nngp_gpu": (1000, "4"),
          "maiti2106_symmetry": (1000, "5"), "cosnet_free_scalar": (1000, "4"),
          "bayesian_rg": (400, "16"), "cosnet_phi4_reweighting": (2000, "16,256"),
-         "mcmc_comparison": (400, None)}
+         "mcmc_comparison": (400, None), "cosnet_phi4_param_mcmc": (800, None)}
 DEFAULT_SMOKE = (1000, "4,16")
 
 
