@@ -36,7 +36,10 @@ from .replicas import jackknife_error as _jk_error
 from .symmetry import assess_deviations, correlator_replicas
 
 __all__ = ["CoarseGrainedSource", "fisher_information", "fisher_to_momentum",
-           "shell_propagator", "coarse_grained_propagator", "rg_flow", "plot_rg_flow"]
+           "shell_propagator", "coarse_grained_propagator", "rg_flow", "plot_rg_flow",
+           "InformationShellSource", "information_flow", "information_per_neuron",
+           "information_to_momentum", "cosnet_information_scale", "plot_information_flow",
+           "REDRAW_STREAM"]
 
 _COS_ARCHS = ("LatticeCosNet", "ContinuumCosNet", "GaussianCosNet")
 
@@ -316,6 +319,307 @@ def plot_rg_flow(ds, path):
     ax.set_ylabel("Gt(p) after coarse-graining")
     ax.set_title("momentum-shell RG flow (lines: Gt(p) theta(Lambda - |p|))")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Information-shell (Bayesian RG) coarse-graining for every architecture, from a computed metric
+# ---------------------------------------------------------------------------------------------
+
+#: Re-drawn shells of chunk k come from ``chunk_rng(seed + REDRAW_STREAM, k)`` (a stream
+#: independent of the ensemble's own, fixed so that coarse-grained ensembles are reproducible).
+REDRAW_STREAM = 0x42524721
+
+
+def _slice_params(params, s, e):
+    return {k: ([a[s:e] for a in v] if isinstance(v, list) else v[s:e]) for k, v in params.items()}
+
+
+def information_per_neuron(spec, params, lattice, *, kind="amplitude", noise=1.0, scales=None,
+                           batch=64):
+    """:func:`fisher.neuron_information` in batches of ``batch`` networks (bounded memory)."""
+    from .fisher import neuron_information
+    n = (params["Ws"][0] if "Ws" in params else params["c" if "c" in params else "W0"]).shape[0]
+    out = []
+    for s in range(0, n, batch):
+        sub = _slice_params(params, s, min(s + batch, n))
+        sc = None if scales is None else scales(spec, sub, lattice)
+        out.append(neuron_information(spec, sub, lattice, kind=kind, noise=noise, scales=sc))
+    return np.concatenate(out, axis=0)
+
+
+def cosnet_information_scale(spec, lattice, noise=1.0):
+    """``V A^2 / (2 N noise^2)`` for a ContinuumCosNet in the amplitude form: the phase-averaged
+    amplitude information of a neuron at frequency w is this over ``w^2 + m^2``."""
+    from nnft.ensembles.params import continuum_norm
+    return lattice.volume * continuum_norm(spec) ** 2 / (2 * spec.width * noise ** 2)
+
+
+def information_to_momentum(I_c, spec, lattice, noise=1.0):
+    """Momentum cutoff of an information cutoff for the amplitude-form cos-net:
+    ``Lambda^2 = V A^2 / (2 N noise^2 I_c) - m^2`` (clipped to [0, spec.cutoff])."""
+    if I_c <= 0:
+        raise ValueError(f"I_c: must be positive, got {I_c}")
+    L2 = cosnet_information_scale(spec, lattice, noise) / I_c - spec.m2
+    return min(math.sqrt(max(L2, 0.0)), spec.cutoff)
+
+
+class InformationShellSource:
+    """A network FieldStore coarse-grained in parameter space with the computed Fisher metric.
+
+    Every chunk is regenerated from the store's provenance (spec, seed: ``draw_params`` with
+    ``chunk_rng(seed, k)``); the per-neuron Fisher information ``I_i`` of each network is computed
+    from its Jacobian (:mod:`nnft.observables.fisher`); the neurons with ``I_i < info_cutoff``
+    are removed (``shell="remove"``: outgoing weights set to zero) or re-drawn from the prior
+    (``shell="redraw"``, stream ``chunk_rng(seed + REDRAW_STREAM, k)``); the fields are
+    re-evaluated with ``ensembles.evaluate``. Any architecture with a Fisher metric (single-layer,
+    DeepMLP (last hidden layer), cos-nets). Reading protocol as :class:`CoarseGrainedSource`.
+    """
+
+    def __init__(self, store, info_cutoff, *, shell="remove", kind="amplitude", noise=1.0,
+                 scales=None, verify=True):
+        from .fisher import INFORMATION_KINDS, _arch_kind
+        if getattr(store, "spec", None) is None or getattr(store, "seed", None) is None:
+            raise ValueError("store: needs network provenance (spec and seed) to regenerate chunks")
+        backend = getattr(store, "backend", "numpy") or "numpy"
+        if backend != "numpy":
+            raise ValueError(f"store: regenerating chunks needs the numpy backend, store has {backend!r}")
+        if shell not in ("remove", "redraw"):
+            raise ValueError(f"shell: must be 'remove' or 'redraw', got {shell!r}")
+        if kind not in INFORMATION_KINDS:
+            raise ValueError(f"kind: must be one of {INFORMATION_KINDS}, got {kind!r}")
+        if not info_cutoff >= 0:
+            raise ValueError(f"info_cutoff: must be >= 0, got {info_cutoff}")
+        self.spec_obj = spec_from_dict(store.spec)
+        _arch_kind(self.spec_obj)
+        self.base, self.cutoff, self.shell, self.kind = store, float(info_cutoff), shell, kind
+        self.noise, self.scales = float(noise), scales
+        for a in ("lattice", "n_samples", "chunk", "n_chunks", "components", "spec", "seed"):
+            setattr(self, a, getattr(store, a))
+        self.n_replicas, self.weighted, self.path = 1, False, None
+        self.source = "information_shell"
+        self.extra = {"cutoff": self.cutoff, "shell": shell, "kind": kind, "noise": self.noise}
+        self.attrs = dict(self.extra, source="information_shell")
+        self._kept = [0.0, 0]
+        if verify:
+            ref, _ = store.read_chunk(0)
+            phi0 = self._fields(draw_params(self.spec_obj, self.lattice, ref.shape[0],
+                                            chunk_rng(self.seed, 0, np), np), ref.shape[0])
+            if not np.allclose(phi0, np.asarray(ref), rtol=1e-9, atol=1e-9):
+                raise ValueError("store: regenerated chunk 0 differs from the stored one "
+                                 "(provenance mismatch: spec, seed or engine version)")
+
+    def chunk_range(self, k):
+        return self.base.chunk_range(k)
+
+    def complete_chunks(self):
+        return list(self.base.complete_chunks())
+
+    def missing_chunks(self):
+        return list(self.base.missing_chunks())
+
+    def read_chunk(self, k):
+        return self.coarse_chunk(k, self.cutoff), None
+
+    def iter_chunks(self, chunks=None):
+        for k in (self.complete_chunks() if chunks is None else chunks):
+            yield k, self.coarse_chunk(k, self.cutoff), None
+
+    @property
+    def kept_fraction(self):
+        return self._kept[0] / max(self._kept[1], 1)
+
+    def _fields(self, params, n):
+        lat, spec = self.lattice, self.spec_obj
+        phi = evaluate(spec, params, lat, np)
+        shape = (n,) + (() if spec.components is None else (spec.n_components,)) + tuple(lat.shape)
+        return np.asarray(phi).reshape(shape)
+
+    def chunk_parameters(self, k):
+        """(original params, re-drawn params or None, information (n, N)) of chunk k."""
+        start, stop = self.chunk_range(k)
+        n = stop - start
+        spec, lat = self.spec_obj, self.lattice
+        params = draw_params(spec, lat, n, chunk_rng(self.seed, k, np), np)
+        fresh = (draw_params(spec, lat, n, chunk_rng(self.seed + REDRAW_STREAM, k, np), np)
+                 if self.shell == "redraw" else None)
+        info = information_per_neuron(spec, params, lat, kind=self.kind, noise=self.noise,
+                                      scales=self.scales)
+        return params, fresh, info
+
+    def coarse_chunk(self, k, cutoff, *, parts=None):
+        """Fields of chunk k with the shell ``I_i < cutoff`` removed / re-drawn."""
+        from .fisher import coarse_grain_params
+        params, fresh, info = self.chunk_parameters(k) if parts is None else parts
+        keep = info >= cutoff
+        coarse, _ = coarse_grain_params(self.spec_obj, params, keep, shell=self.shell, redraw=fresh)
+        self._kept[0] += float(keep.sum())
+        self._kept[1] += keep.size
+        return self._fields(coarse, info.shape[0])
+
+
+def _as_list(v):
+    return v if isinstance(v, list) else [v]
+
+
+def _jk(block_sums, counts, fn):
+    """Delete-one-block jackknife of ``fn(means)`` from per-block sums; returns (value, error)."""
+    S = np.asarray(block_sums)
+    c = np.asarray(counts, dtype=float)
+    tot, n = S.sum(0), c.sum()
+    val = fn(tot / n)
+    reps = np.array([fn((tot - S[b]) / (n - c[b])) for b in range(len(c))])
+    B = len(c)
+    return val, np.sqrt((B - 1) / B * ((reps - reps.mean(0)) ** 2).sum(0))
+
+
+def information_flow(store, cutoffs, *, shell="remove", kind="amplitude", noise=1.0,
+                     direction="uv_to_ir", separations=None, scales=None, alpha=0.01,
+                     n_blocks=16, verify=True):
+    """Flow of the two-point and connected four-point functions with the information cutoff.
+
+    For each information cutoff ``I_c`` the neurons of every stored network whose computed
+    Fisher information is below ``I_c`` are removed or re-drawn (:class:`InformationShellSource`)
+    and the fields re-evaluated. Measured at the site ``x0`` (first site) and the sites ``x_r``
+    at ``r`` lattice steps along axis 0 (component 0 of vector fields; fields of zero mean):
+    ``G2(r) = <phi(x0) phi(x_r)>`` and ``G4c(r) = <phi0^2 phi_r^2> - <phi0^2><phi_r^2> -
+    2 <phi0 phi_r>^2``, with delete-one-block jackknife errors (``n_blocks`` contiguous blocks
+    of samples).
+
+    ``direction="uv_to_ir"``: each cutoff is applied to the original networks.
+    ``direction="ir_to_uv"``: starting from the coarsest ensemble, the shells are added back in
+    order of information (:func:`fisher.restore_params`), ending with all neurons restored; the
+    attrs ``restores_original`` records that the fully restored parameters and fields equal the
+    original ones bit for bit (and the stored fields to 1e-9).
+
+    For a ContinuumCosNet in the amplitude form, ``G2_expected`` is the momentum-shell
+    propagator ``int_{|p| < Lambda} d^dp/(2 pi)^d exp(i p.r)/(p^2 + m^2)`` at the matching
+    momentum cutoff (:func:`information_to_momentum`) and the verdict compares the two
+    ("matches the momentum-shell flow" / "does not match the momentum-shell flow").
+
+    Returns
+    -------
+    xarray.Dataset over ``cutoff`` (sorted in flow order) and ``r``.
+    """
+    from nnft.ensembles import ContinuumCosNet, continuum_propagator
+    from .fisher import coarse_grain_params, restore_params
+    if direction not in ("uv_to_ir", "ir_to_uv"):
+        raise ValueError(f"direction: must be 'uv_to_ir' or 'ir_to_uv', got {direction!r}")
+    src = InformationShellSource(store, 0.0, shell=shell, kind=kind, noise=noise, scales=scales,
+                                 verify=verify)
+    spec, lat = src.spec_obj, src.lattice
+    cut = np.sort(np.asarray(cutoffs, dtype=float))
+    if cut.size == 0 or np.any(cut < 0):
+        raise ValueError("cutoffs: need one or more information cutoffs >= 0")
+    if direction == "ir_to_uv":
+        cut = cut[::-1]
+    shape = tuple(lat.shape)
+    V = int(np.prod(shape))
+    if separations is None:
+        separations = list(range(0, shape[0] // 2 + 1))
+    r_idx = np.array([np.ravel_multi_index((r,) + (0,) * (len(shape) - 1), shape)
+                      for r in separations])
+    X = np.asarray(lat.positions())
+    r_dist = np.linalg.norm(X[r_idx] - X[0], axis=-1)
+    nc, nr = len(cut), len(r_idx)
+    n_tot = int(store.n_samples)
+    if not 2 <= n_blocks <= n_tot:
+        raise ValueError(f"n_blocks: must be in [2, n_samples={n_tot}], got {n_blocks}")
+    sums, counts, kept = np.zeros((n_blocks, nc, 5, nr)), np.zeros(n_blocks), np.zeros(nc)
+    restored_ok = True
+    for k in src.complete_chunks():
+        params, fresh, info = src.chunk_parameters(k)
+        n = info.shape[0]
+        start = src.chunk_range(k)[0]
+        bid = (np.arange(start, start + n) * n_blocks) // n_tot
+        if direction == "uv_to_ir":
+            plist = [coarse_grain_params(spec, params, info >= c, shell=shell, redraw=fresh)[0]
+                     for c in cut]
+        else:
+            cur, removed = coarse_grain_params(spec, params, info >= cut[0], shell=shell,
+                                               redraw=fresh)
+            plist = [cur]
+            for c in cut[1:]:
+                # add back the neurons with c <= I < cut[0] (kept at c, removed at cut[0])
+                removed_c = dict(removed, keep=~((info >= c) & (info < cut[0])))
+                plist.append(restore_params(cur, removed_c))
+            full = restore_params(cur, removed)
+            ok_params = all(np.array_equal(a, b) for key in params for a, b in
+                            zip(_as_list(params[key]), _as_list(full[key])))
+            phi_full = evaluate(spec, full, lat, np)
+            phi_orig = evaluate(spec, params, lat, np)
+            ref = np.asarray(store.read_chunk(k)[0]).reshape(phi_orig.shape)
+            restored_ok &= ok_params and np.array_equal(phi_full, phi_orig) and \
+                np.allclose(phi_full, ref, rtol=1e-9, atol=1e-9)
+        for j, p in enumerate(plist):
+            phi = np.asarray(evaluate(spec, p, lat, np))[:, 0, :]
+            a, b = phi[:, :1], phi[:, r_idx]
+            terms = np.stack([a * b, a * a * np.ones(nr), b * b, a * a * b * b, b], 1)
+            np.add.at(sums[:, j], bid, terms)
+            kept[j] += float((info >= cut[j]).sum())
+        np.add.at(counts, bid, 1)
+        n_neurons = info.shape[1]
+    kept /= counts.sum() * n_neurons
+
+    def g2(m):
+        return m[:, 0]
+
+    def g4c(m):
+        return m[:, 3] - m[:, 1] * m[:, 2] - 2 * m[:, 0] ** 2
+
+    G2, G2e = _jk(sums, counts, g2)
+    G4, G4e = _jk(sums, counts, g4c)
+    mean, meane = _jk(sums, counts, lambda m: m[:, 4])
+    data = {"G2": (("cutoff", "r"), G2), "G2_error": (("cutoff", "r"), G2e),
+            "G4c": (("cutoff", "r"), G4), "G4c_error": (("cutoff", "r"), G4e),
+            "mean": (("cutoff", "r"), mean), "mean_error": (("cutoff", "r"), meane),
+            "kept_fraction": ("cutoff", kept)}
+    attrs = {"arch": type(spec).__name__, "shell": shell, "kind": kind, "noise": float(noise),
+             "direction": direction, "observation_model": "phi + N(0, noise^2) per site"}
+    if direction == "ir_to_uv":
+        attrs["restores_original"] = int(restored_ok)
+    if isinstance(spec, ContinuumCosNet) and spec.form == "amplitude" and shell == "remove":
+        Lam = np.array([information_to_momentum(c, spec, lat, noise) if c > 0 else spec.cutoff
+                        for c in cut])
+        exp = np.array([continuum_propagator(r_dist, spec.d_in, spec.m2, L) for L in Lam])
+        data["G2_expected"] = (("cutoff", "r"), exp)
+        data["momentum_cutoff"] = ("cutoff", Lam)
+        v = assess_deviations((G2 - exp).ravel(), G2e.ravel(), dof=n_blocks - 1, alpha=alpha)
+        attrs.update({"verdict": "matches the momentum-shell flow" if v["passed"]
+                      else "does not match the momentum-shell flow",
+                      "passed": int(v["passed"]), "max_abs_z": float(v["max_abs_z"])})
+    coords = {"cutoff": cut, "r": np.asarray(separations), "distance": ("r", r_dist)}
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def plot_information_flow(ds, path):
+    """PNG: G2(r) and G4c(r) against the information cutoff (errors; momentum-shell lines)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    cut = np.asarray(ds["cutoff"])
+    for i, r in enumerate(np.asarray(ds["r"])):
+        axes[0].errorbar(cut, ds["G2"][:, i], ds["G2_error"][:, i], fmt="o-", ms=3,
+                         color=f"C{i}", label=f"r = {r}")
+        if "G2_expected" in ds:
+            axes[0].plot(cut, ds["G2_expected"][:, i], "--", color=f"C{i}", lw=0.8)
+        axes[1].errorbar(cut, ds["G4c"][:, i], ds["G4c_error"][:, i], fmt="o-", ms=3,
+                         color=f"C{i}")
+    for ax, lab in zip(axes, ("G2(0, r)", "G4c(0, 0, r, r)")):
+        ax.set_xscale("symlog", linthresh=max(float(cut[cut > 0].min()) if np.any(cut > 0)
+                                              else 1e-3, 1e-12))
+        ax.set_xlabel("information cutoff I_c")
+        ax.set_ylabel(lab)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Bayesian RG flow, {ds.attrs['arch']} ({ds.attrs['shell']}; dashed: "
+                 "momentum-shell flow)" if "G2_expected" in ds else
+                 f"Bayesian RG flow, {ds.attrs['arch']} ({ds.attrs['shell']})")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

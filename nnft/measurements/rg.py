@@ -13,6 +13,9 @@ from .base import Measurement, Option, register
 def rg(ctx) -> dict:
     """Momentum-shell / Fisher-shell coarse-graining of a cos-net store (arXiv:2405.17538).
 
+    ``rg_mode="information"``: Bayesian RG of any architecture with the Fisher metric computed
+    from the networks (``observables.rg.information_flow``), see :func:`_information`.
+
     The store's chunks are regenerated without the neurons outside the cutoff
     (``observables.rg.rg_flow``); the coarse-grained propagator is compared momentum by momentum
     with the exact flow ``Gt(p) theta(Lambda - |p|)``; the local quartic fitted at each cutoff is
@@ -21,6 +24,8 @@ def rg(ctx) -> dict:
     from ..observables.rg import fisher_to_momentum, rg_flow
 
     arch = _arch(ctx)
+    if ctx.opt("rg_mode", "momentum") == "information":
+        return _information(ctx)
     if arch not in ("LatticeCosNet", "ContinuumCosNet", "GaussianCosNet"):
         raise UserError(f"rg: needs a cos-net ensemble, got {arch}")
     if not (_is_lattice(ctx) and getattr(ctx.lattice, "periodic", False)):
@@ -71,15 +76,80 @@ def rg(ctx) -> dict:
 
 
 
+def _information(ctx) -> dict:
+    """Information-shell coarse-graining with the computed Fisher metric (any architecture)."""
+    from ..ensembles import ContinuumCosNet
+    from ..observables.rg import InformationShellSource, information_flow
+
+    shell = ctx.opt("rg_shell", "remove")
+    direction = ctx.opt("rg_direction", "uv_to_ir")
+    noise = float(ctx.opt("rg_noise", 1.0))
+    n_blocks = int(ctx.opt("n_blocks", 32))
+    n_blocks = min(n_blocks, int(ctx.store.n_samples))
+    cutoffs = ctx.opt("rg_cutoffs", None)
+    try:
+        if cutoffs is None:  # quartiles of the information of chunk 0's neurons
+            info = InformationShellSource(ctx.store, 0.0, noise=noise).chunk_parameters(0)[2]
+            cutoffs = [float(q) for q in np.quantile(info, [0.25, 0.5, 0.75])]
+        ds = information_flow(ctx.store, cutoffs, shell=shell, direction=direction,
+                              noise=noise, n_blocks=n_blocks)
+    except ValueError as e:
+        raise UserError(f"rg: {e}") from None
+    cut = np.asarray(ds["cutoff"])
+    out = {"quantity": "information-shell coarse-graining (Fisher metric computed from the "
+                       "networks, observation noise rg_noise per site)",
+           "mode": "information", "shell": shell, "direction": direction, "noise": noise,
+           "cutoffs": cut.tolist(), "kept_fraction": np.asarray(ds["kept_fraction"]).tolist(),
+           "separations": np.asarray(ds["r"]).tolist(),
+           "G2": np.asarray(ds["G2"]).tolist(), "G2_error": np.asarray(ds["G2_error"]).tolist(),
+           "G4c": np.asarray(ds["G4c"]).tolist(),
+           "G4c_error": np.asarray(ds["G4c_error"]).tolist(),
+           "verdict": ds.attrs.get("verdict")}
+    summary = []
+    for i, c in enumerate(cut):
+        summary.append((f"I_c={c:.3g}: kept fraction of neurons", float(ds["kept_fraction"][i]),
+                        None))
+        summary.append((f"I_c={c:.3g}: G2(0, 0)", float(ds["G2"][i, 0]),
+                        float(ds["G2_error"][i, 0])))
+        summary.append((f"I_c={c:.3g}: G4c(0, 0, 0, 0)", float(ds["G4c"][i, 0]),
+                        float(ds["G4c_error"][i, 0])))
+    if "G2_expected" in ds:
+        out["momentum_cutoffs"] = np.asarray(ds["momentum_cutoff"]).tolist()
+        out["G2_expected"] = np.asarray(ds["G2_expected"]).tolist()
+        out["max_abs_z"] = ds.attrs["max_abs_z"]
+        out["passed"] = ds.attrs["passed"]
+        summary.append(("G2 vs momentum-shell flow, max |z|", ds.attrs["max_abs_z"], None))
+    if "restores_original" in ds.attrs:
+        out["restores_original"] = ds.attrs["restores_original"]
+        summary.append(("all shells added back = original ensemble (bit for bit)",
+                        bool(ds.attrs["restores_original"]), None))
+    if ds.attrs.get("verdict"):
+        summary.append(("RG flow verdict", ds.attrs["verdict"], None))
+    if isinstance(ctx.spec, ContinuumCosNet) and ctx.spec.form != "amplitude":
+        out["note"] = "density form: the information is flat in |w| (no momentum ordering)"
+    out["dataset"] = ds
+    out["summary"] = summary
+    return out
+
+
 register(Measurement(
     name="rg",
-    summary="momentum- or Fisher-shell coarse-graining of a cos-net: propagator flow against "
-            "the exact shell flow, quartic coupling at each cutoff",
+    summary="momentum- or Fisher-shell coarse-graining of a cos-net (propagator flow against "
+            "the exact shell flow, quartic coupling at each cutoff); information-shell "
+            "(Bayesian RG) flow of any network from its computed Fisher metric",
     run=rg, requires=("spec", "periodic", "stored"),
     options=(Option("n_blocks", int, 32, "jackknife blocks", minimum=2),
              Option("rg_cutoffs", list, None, "cutoffs (momentum |p|, or information I_c in "
-                    "Fisher mode); default pi sqrt(d) x [1/4, 1/2, 3/4]", minimum=0),
-             Option("rg_mode", str, "momentum", "which shell is removed",
-                    choices=("momentum", "fisher")),
+                    "fisher/information mode); default pi sqrt(d) x [1/4, 1/2, 3/4] (information "
+                    "mode: quartiles of the computed neuron information)", minimum=0),
+             Option("rg_mode", str, "momentum", "which shell is removed (information: "
+                    "Fisher metric computed from the networks, any architecture)",
+                    choices=("momentum", "fisher", "information")),
+             Option("rg_shell", str, "remove", "information mode: remove the low-information "
+                    "neurons or re-draw them from the prior", choices=("remove", "redraw")),
+             Option("rg_direction", str, "uv_to_ir", "information mode: coarse-grain, or add "
+                    "the shells back in order of information", choices=("uv_to_ir", "ir_to_uv")),
+             Option("rg_noise", float, 1.0, "information mode: observation noise (standard "
+                    "deviation per site) of the Fisher metric", minimum=0),
              Option("rg_metric", str, "pmag", "momentum magnitude |p| or lattice |p-hat|",
                     choices=("pmag", "phat")))))

@@ -77,3 +77,92 @@ def test_measure_cli_runs_registered_measurements(cos_store, tmp_path):
     made = sorted(p.name for p in tmp_path.glob("m_*.zarr"))
     assert "m_rg.zarr" in made and "m_cluster.zarr" in made, made
     assert any(n.startswith("m_symmetry_") for n in made) and "m_couplings.zarr" in made, made
+
+
+# --- information-shell (Bayesian RG) coarse-graining from the computed Fisher metric -----------
+from nnft.ensembles import ContinuumCosNet, DeepMLP, ReLUNet  # noqa: E402
+from nnft.observables.fisher import prior_scales  # noqa: E402
+from nnft.observables.rg import (InformationShellSource, cosnet_information_scale,  # noqa: E402
+                                 information_flow, information_to_momentum,
+                                 plot_information_flow)
+
+AMP_COS = ContinuumCosNet(width=32, d_in=2, m2=0.3, cutoff=3.0, form="amplitude")
+
+
+@pytest.fixture(scope="module")
+def amp_cos_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("brg") / "amp.zarr"
+    return generate(AMP_COS, Lattice((8, 8)), 8000, path, chunk=1000, seed=3)
+
+
+def _info_cuts(lat, lams=(1.0, 2.0)):
+    S = cosnet_information_scale(AMP_COS, lat)
+    return [S / (L ** 2 + AMP_COS.m2) for L in lams]
+
+
+def test_information_cutoff_is_momentum_cutoff(amp_cos_store):
+    lat = amp_cos_store.lattice
+    cuts = _info_cuts(lat)
+    assert information_to_momentum(cuts[0], AMP_COS, lat) == pytest.approx(1.0)
+    ds = information_flow(amp_cos_store, cuts)
+    assert ds.attrs["verdict"] == "matches the momentum-shell flow", ds.attrs
+    np.testing.assert_allclose(ds["momentum_cutoff"], [2.0, 1.0])
+    assert np.all(np.diff(ds["kept_fraction"].values) < 0)  # uv -> ir: fewer neurons
+
+
+def test_wrong_metric_fails_the_momentum_shell_identity(amp_cos_store):
+    """The same flow with the amplitude factor 1/sqrt(w^2 + m^2) dropped from the metric."""
+    def no_amplitude_factor(spec, params, lattice):
+        sc = prior_scales(spec, params, lattice)
+        sc[("W1", None)] = np.full_like(params["W1"], sc[("W1", None)].max())
+        return sc
+    ds = information_flow(amp_cos_store, _info_cuts(amp_cos_store.lattice),
+                          scales=no_amplitude_factor, verify=False)
+    assert ds.attrs["verdict"] == "does not match the momentum-shell flow"
+
+
+@pytest.fixture(scope="module")
+def deep_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("brg") / "deep.zarr"
+    return generate(DeepMLP(width=8, depth=2, d_in=2, activation="relu"), Lattice((6, 6)), 2000,
+                    path, chunk=400, seed=11)
+
+
+def test_deep_relu_flow_reproducible_and_invertible(deep_store, tmp_path):
+    info = InformationShellSource(deep_store, 0.0).chunk_parameters(0)[2]
+    cuts = list(np.quantile(info, [0.25, 0.5, 0.75]))
+    a = information_flow(deep_store, cuts)
+    b = information_flow(deep_store, cuts)
+    assert a.identical(b)
+    up = information_flow(deep_store, cuts, direction="ir_to_uv")
+    assert up.attrs["restores_original"] == 1
+    np.testing.assert_array_equal(up["G2"].values[::-1], a["G2"].values)  # same ensembles
+    kept = a["kept_fraction"].values
+    assert np.all(np.diff(kept) < 0) and 0.1 < kept[-1] < 0.4
+    assert np.all(a["G2_error"] > 0) and np.all(np.isfinite(a["G4c"]))
+    # removing three quarters of the last-layer neurons lowers the variance at x0
+    z = (a["G2"][0, 0] - a["G2"][-1, 0]) / np.hypot(a["G2_error"][0, 0], a["G2_error"][-1, 0])
+    assert z > 3
+    plot_information_flow(a, tmp_path / "flow.png")
+    assert (tmp_path / "flow.png").stat().st_size > 0
+
+
+def test_redraw_shell_and_restore(tmp_path):
+    st = generate(ReLUNet(width=6, d_in=1), Lattice((8,)), 800, tmp_path / "r.zarr", chunk=200,
+                  seed=2)
+    src = InformationShellSource(st, 0.0, shell="redraw")
+    parts = src.chunk_parameters(1)
+    cut = float(np.median(parts[2]))
+    coarse = src.coarse_chunk(1, cut, parts=parts)
+    assert not np.array_equal(coarse, st.read_chunk(1)[0])
+    up = information_flow(st, [cut, 2 * cut], shell="redraw", direction="ir_to_uv")
+    assert up.attrs["restores_original"] == 1
+
+
+def test_information_shell_bad_inputs(amp_cos_store):
+    with pytest.raises(ValueError, match="shell"):
+        InformationShellSource(amp_cos_store, 1.0, shell="bogus")
+    with pytest.raises(ValueError, match="kind"):
+        InformationShellSource(amp_cos_store, 1.0, kind="bogus")
+    with pytest.raises(ValueError, match="direction"):
+        information_flow(amp_cos_store, [1.0], direction="sideways")
