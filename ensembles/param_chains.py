@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..lattice.mcmc import _pos_float, _pos_int
 from .deformed import DeformedCosNet
 
 __all__ = ["IndependenceSampler", "ParamHMC", "ParamChainResult", "run_param_chain",
@@ -57,20 +58,8 @@ def _check_theory(theory):
     return theory
 
 
-def _pos_float(v, name):
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {v!r}") from None
-    if not (math.isfinite(f) and f > 0):
-        raise ValueError(f"{name} must be a positive number, got {v!r}")
-    return f
-
-
 def _nonneg_int(v, name, minimum=0):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
-    return int(v)
+    return _pos_int(v, name, minimum)
 
 
 def initial_state(theory, n_chains, rng):
