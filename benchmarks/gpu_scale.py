@@ -249,7 +249,7 @@ def main(argv=None):
                          f"peak host RSS {r['peak_host_rss_gb']:.2f} GB"
                          + (f", {r['store_gb_on_disk']:.1f} GB on disk" if "store_gb_on_disk" in r else ""))
             lines.append(f"  G4c {['%.4g +- %.2g (z %+.2f)' % t for t in zip(r['g4c'], r['g4c_error'], r['z'])]}")
-        lines += [f"- closed form (PHYSICS.md section 6): {['%.4g' % v for v in c['g4c_expected']]}", ""]
+        lines += [f"- closed form (docs/conventions.md): {['%.4g' % v for v in c['g4c_expected']]}", ""]
     if "dask" in res:
         d = res["dask"]
         lines += [f"## {d['what']}", "", f"bit identical: {d['bit_identical']}; single {d['single_s']:.1f} s, "

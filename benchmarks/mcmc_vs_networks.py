@@ -1,6 +1,6 @@
 """Network ensembles versus Markov chains on the same theory and the same observables.
 
-Part 1 (free field, d = 2, m_E L = 4, L = 8, 16, 32, 64; PHYSICS.md section 3): for
+Part 1 (free field, d = 2, m_E L = 4, L = 8, 16, 32, 64; docs/conventions.md): for
 (a) the lattice free-scalar cos-net (``LatticeCosNet``) at N = V and N = 4V, (b) the exact Fourier
 sampler, (c) HMC (Omelyan, randomised trajectory length; tau_MD = 1 and tau_MD = xi = L/4),
 (d) checkerboard Metropolis (one sweep per measurement): wall time per sample and per independent

@@ -56,7 +56,7 @@ from scipy import special
 
 from .activations import NAMED as _NAMED
 from .activations import compile_activation
-from .specs import (ContinuumCosNet, CorrelatedNet, DeepMLP, GaussianCosNet, GaussNet,
+from .specs import (ContinuumCosNet, CorrelatedNet, GaussianCosNet, GaussNet,
                     LatticeCosNet, Spec, _SingleLayer)
 
 #: largest order r of a moment over one tuple (the ring of set functions has 2^r entries)

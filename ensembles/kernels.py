@@ -2,7 +2,7 @@
 
 ``gp_kernel(spec, geometry)`` returns the (V, V) two-point matrix ``E[f(x) f(x')]`` over the
 sites of a Lattice / PointSet (or an explicit ``(V, d)`` positions array), per component
-(components are identically distributed and uncorrelated). Conventions: PHYSICS.md sections 5-6.
+(components are identically distributed and uncorrelated). Conventions: docs/conventions.md.
 
 - GaussNet, ErfNet, ReLUNet: closed forms; TanhNet / ActivationNet: 2D Gauss-Hermite quadrature of
   ``E[sigma(u) sigma(v)]`` (accurate to ~1e-12 for smooth activations, ~1e-3 for activations
@@ -20,7 +20,7 @@ For the cos-nets and the single-layer nets these are exact at every width, not o
 Nets with non-zero parameter means have no kernel here (ValueError).
 
 :func:`neuron_moment` gives the single-neuron moments ``E_k = E[h(x_1) ... h(x_k)]`` that enter the
-finite-width cumulants of PHYSICS.md section 7.
+finite-width cumulants of docs/conventions.md.
 """
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def _step(activation: str, K, sigma_w, sigma_b):
 
 
 def deep_kernel(X, activation: str, depth: int, sigma_w: float, sigma_b: float) -> np.ndarray:
-    """GP kernel of a depth-``depth`` MLP by the layer recursion (PHYSICS.md section 5)."""
+    """GP kernel of a depth-``depth`` MLP by the layer recursion (docs/conventions.md)."""
     K = k0_matrix(X, X, sigma_w, sigma_b)
     for _ in range(depth):
         K = _step(activation, K, sigma_w, sigma_b)

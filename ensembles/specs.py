@@ -1,6 +1,6 @@
 """Architecture specs: frozen, validated, JSON-serialisable descriptions of network ensembles.
 
-Conventions are those of PHYSICS.md section 5 (arXiv:2008.08601) for the fully connected nets and
+Conventions are those of docs/conventions.md (arXiv:2008.08601) for the fully connected nets and
 section 6 for the cos-nets:
 
 - single hidden layer: ``f(x) = b1 + sum_i W1_i h_i(x)``, ``h_i(x) = sigma(W0_i . x + b0_i)``
@@ -145,7 +145,7 @@ class Spec:
 
 @dataclass(frozen=True)
 class _SingleLayer(Spec):
-    """Common fields of the single-hidden-layer nets (PHYSICS.md section 5)."""
+    """Common fields of the single-hidden-layer nets (docs/conventions.md)."""
 
     width: int
     d_in: int = 1
@@ -197,7 +197,7 @@ class GaussNet(_SingleLayer):
 @_register
 @dataclass(frozen=True)
 class ErfNet(_SingleLayer):
-    """Erf-net: ``h = erf(W0.x + b0)`` (arcsin kernel, PHYSICS.md section 5)."""
+    """Erf-net: ``h = erf(W0.x + b0)`` (arcsin kernel, docs/conventions.md)."""
 
     activation_name: ClassVar[str] = "erf"
 
@@ -424,7 +424,7 @@ class ContinuumCosNet(Spec):
 @_register
 @dataclass(frozen=True)
 class LatticeCosNet(Spec):
-    """Free lattice scalar from neurons (PHYSICS.md section 6).
+    """Free lattice scalar from neurons (docs/conventions.md).
 
     Each neuron's frequency is a lattice momentum p drawn with probability ``Gt(p)/sum_q Gt(q)``,
     ``Gt(p) = 1/(phat^2 + m2)``, and ``s^2 = 2 G(0)``: the two-point function equals the exact

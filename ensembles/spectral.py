@@ -1,4 +1,4 @@
-"""Spectral evaluation of the lattice free-scalar cos-net (PHYSICS.md section 6).
+"""Spectral evaluation of the lattice free-scalar cos-net (docs/conventions.md).
 
 ``phi_a(x) = sum_i a_{a i} cos(p_i . x + c_i)`` with lattice momenta ``p_i``. Writing
 ``cos t = (e^{it} + e^{-it})/2``, each neuron puts ``z/2 = a e^{i c}/2`` at ``p_i`` and ``conj(z)/2``

@@ -1,6 +1,6 @@
 """Lattice actions: free scalar and phi^4 in the conventions C, B, A and H.
 
-All four conventions of PHYSICS.md section 4 (lattice spacing a = 1, periodic boundaries,
+All four conventions of docs/conventions.md (lattice spacing a = 1, periodic boundaries,
 any dimension d):
 
 =====  ==================================================================================
@@ -164,7 +164,7 @@ class Phi4Action:
     shape : tuple of int
         Lattice shape (periodic, spacing 1). Use :meth:`from_lattice` to build from a ``Lattice``.
     convention : {"C", "B", "A", "H"}
-        Convention of PHYSICS.md section 4 (see module docstring).
+        Convention of docs/conventions.md (see module docstring).
     m2 : float, optional
         Bare mass squared (conventions C, B, A). Negative values are allowed (broken phase).
     g : float, optional

@@ -1,4 +1,4 @@
-"""The free scalar field on a periodic lattice (PHYSICS.md section 3, convention C, a = 1).
+"""The free scalar field on a periodic lattice (docs/conventions.md, convention C, a = 1).
 
 Action ``S = sum_x [1/2 sum_mu (phi_{x+mu} - phi_x)^2 + 1/2 m^2 phi_x^2]``. Momentum-space
 propagator ``Gt(p) = 1/(phat^2 + m^2)``; position space ``G(x) = (1/V) sum_p exp(i p.x) Gt(p)``,

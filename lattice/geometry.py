@@ -1,4 +1,4 @@
-"""Lattice geometry and point sets (PHYSICS.md section 2).
+"""Lattice geometry and point sets (docs/conventions.md).
 
 A :class:`Lattice` is a hypercubic grid of sites ``x = origin + a * n`` with
 ``n_mu in 0..L_mu-1``, periodic (default) or open. A :class:`PointSet` is an arbitrary list of
@@ -75,7 +75,7 @@ class Lattice:
     Notes
     -----
     Momenta ``p_mu = 2 pi k_mu / (a L_mu)``, ``k_mu = 0..L_mu-1``, and
-    ``phat^2 = sum_mu (4/a^2) sin^2(a p_mu / 2)`` (PHYSICS.md section 2).
+    ``phat^2 = sum_mu (4/a^2) sin^2(a p_mu / 2)`` (docs/conventions.md).
     """
 
     kind = "lattice"

@@ -5,7 +5,7 @@ Many independent chains run side by side in one array of shape ``(n_chains, *lat
 ``source="mcmc"``, ``n_replicas = n_chains`` and samples stored time-major
 (sample ``s = t * n_chains + r``), so every observable works on them unchanged.
 
-Samplers (PHYSICS.md section 4)
+Samplers (docs/conventions.md)
 -------------------------------
 :class:`HMC`
     Momenta pi ~ N(0, 1), H = pi^2/2 + S, leapfrog or Omelyan 2MN (xi = 0.1931833) integration,

@@ -516,7 +516,7 @@ class FourierTwoPoint(Accumulator):
     """Translation-averaged two-point function via FFT on a periodic lattice.
 
     Accumulates ``|phit(p)|^2 / V`` (real FFT over the ``ndim`` trailing lattice axes, one
-    spectrum per component) and the site-averaged field ``M``. Conventions of PHYSICS.md
+    spectrum per component) and the site-averaged field ``M``. Conventions of docs/conventions.md
     section 2: ``phit(p) = sum_x exp(-i p.x) phi(x)``, ``G(r) = ifftn(Gt)(r)``.
 
     Parameters
@@ -529,7 +529,7 @@ class FourierTwoPoint(Accumulator):
     * ``Gt_full`` ([D], *shape): <|phit(p)|^2>/V;
     * ``Gt`` ([D], *shape): connected, ``Gt_full - V <M>^2 delta_{p,0}``;
     * ``G`` ([D], *shape): connected translation-averaged
-      ``G_c(r) = (1/V) sum_y <phi_y phi_{y+r}> - <M>^2`` (PHYSICS.md section 4);
+      ``G_c(r) = (1/V) sum_y <phi_y phi_{y+r}> - <M>^2`` (docs/conventions.md);
     * ``G_full``: without the subtraction; ``M``: <M> per component.
     """
 
@@ -1091,7 +1091,7 @@ class SampleFunction(Accumulator):
 
 
 class ScalarObservables(SampleFunction):
-    """Standard per-sample observables of PHYSICS.md section 4, and what derives from them.
+    """Standard per-sample observables of docs/conventions.md, and what derives from them.
 
     Per sample: ``M = (1/V) sum_x phi_x`` (per component), ``|M|``, ``M^2 = |M|^2``, ``M^4``,
     ``phi2 = (1/V) sum_x |phi_x|^2`` and the link average

@@ -1,6 +1,6 @@
 """Cluster decomposition (locality) of network field theories.
 
-Physics: PHYSICS.md sections 6 and 9. Split the points of a correlator into two clusters A and
+Physics: docs/conventions.md. Split the points of a correlator into two clusters A and
 B and move B away from A by R (along a lattice axis, or along a direction in the continuum).
 In a local theory
 
@@ -11,7 +11,7 @@ In a local theory
 
 Independent-neuron cos-nets at finite N do not cluster: the same neuron reaches every point and
 their connected 4-point function tends to a non-zero plateau, given exactly by
-:func:`cosnet_g4c` (PHYSICS.md section 6; :func:`cosnet_g6c` is the corresponding 6-point
+:func:`cosnet_g4c` (docs/conventions.md; :func:`cosnet_g6c` is the corresponding 6-point
 result, derived the same way).
 
 On a torus the cos-net correlators involve G at sums of positions (G(2R) wraps around), so the
@@ -432,7 +432,7 @@ def _profile_dataset(res, tuples, seps, *, stat, axis, tail, fit_range, expected
 
 
 # --------------------------------------------------------------------------------------------
-# closed forms for the lattice cos-net (PHYSICS.md section 6)
+# closed forms for the lattice cos-net (docs/conventions.md)
 # --------------------------------------------------------------------------------------------
 def amplitude_moments(amplitude):
     """(k4, k6) = (E a^4/(E a^2)^2, E a^6/(E a^2)^3) for "gaussian" (3, 15) or "constant" (1, 1)."""
@@ -459,7 +459,7 @@ def cosnet_g4c(G, tuples, width, *, kurtosis=3.0, G0=None):
     """Exact connected 4-point function of the lattice cos-net at width N.
 
     G4c = (1/N) [ k G0/2 sum_3 G(x_i + x_j - x_k - x_l) - sum_3 G(x_i - x_j) G(x_k - x_l) ]
-    (PHYSICS.md section 6), k = E a^4/(E a^2)^2.
+    (docs/conventions.md), k = E a^4/(E a^2)^2.
 
     Parameters
     ----------

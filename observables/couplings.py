@@ -1,5 +1,5 @@
 """Effective couplings of network field theories: tree-level quartic, its running, 6-point
-predictions and the amputated 4-point vertex (PHYSICS.md section 8).
+predictions and the amputated 4-point vertex (docs/conventions.md).
 
 Conventions
 -----------

@@ -1,6 +1,6 @@
 """Moments and connected correlators (joint cumulants) at point tuples, with errors.
 
-Conventions (PHYSICS.md section 7)
+Conventions (docs/conventions.md)
 ----------------------------------
 * Points are flat site indices into one configuration (C order over the trailing
   ``([D], *shape)`` axes; component-major when D > 1). ``tuples`` is an int array
@@ -177,7 +177,7 @@ def connected_correlator(source, tuples, *, order=None, blocks=20, error: str = 
     attrs = meas.attrs()
     attrs.update(quantity="connected correlator (joint cumulant)",
                  estimator="set-partition formula on plug-in central moments "
-                           "(PHYSICS.md section 7)")
+                           "(docs/conventions.md)")
     return _dataset(est, keys, attrs)
 
 
@@ -229,7 +229,7 @@ class MomentsPlan(MeasurementPlan):
         if self.moment_kind == "connected":
             attrs.update(quantity="connected correlator (joint cumulant)",
                          estimator="set-partition formula on plug-in central moments "
-                                   "(PHYSICS.md section 7)")
+                                   "(docs/conventions.md)")
         else:
             central = self.moment_kind == "central"
             attrs.update(quantity="central moment" if central else "moment",
@@ -382,7 +382,7 @@ def scaling_fit(widths, values, errors) -> xr.Dataset:
 
 # ----------------------------------------------------------------------------------------------
 def cosnet_connected_4pt(G, tuples, width: int, kurtosis: float = 3.0) -> np.ndarray:
-    """Closed-form finite-N connected 4-point function of the lattice cos-net (PHYSICS.md s. 6).
+    """Closed-form finite-N connected 4-point function of the lattice cos-net (docs/conventions.md s. 6).
 
     ``G4c = (1/N) [ k G(0)/2 sum_3 G(x_i + x_j - x_k - x_l) - sum_3 G(x_i - x_j) G(x_k - x_l) ]``;
     the same formula as :func:`nnft.observables.cluster.cosnet_g4c` (which it calls).
@@ -406,7 +406,7 @@ def cosnet_connected_4pt(G, tuples, width: int, kurtosis: float = 3.0) -> np.nda
 
 def single_neuron_connected(E2, E4, tuples, width: int, sigma: float = 1.0,
                             E6=None) -> np.ndarray:
-    """Finite-N connected 4- (or 6-) point function of a single-layer net (PHYSICS.md s. 7).
+    """Finite-N connected 4- (or 6-) point function of a single-layer net (docs/conventions.md s. 7).
 
     ``G4c = (sigma^4/N) [3 E_4 - sum_3 E_2 E_2]``;
     ``G6c = (sigma^6/N^2) [15 E_6 - 3 sum_15 E_4 E_2 + 2 sum_15 E_2 E_2 E_2]``.

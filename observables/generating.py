@@ -2,7 +2,7 @@
 
 For a source J the scalar X = sum_x J(x) phi(x) carries the whole expansion: its cumulants are
 kappa_n(X) = sum_{x1..xn} J(x1)..J(xn) G_c^(n)(x1..xn), so
-W[J] = sum_n kappa_n(X)/n!   (cumulant expansion, PHYSICS.md section 7).
+W[J] = sum_n kappa_n(X)/n!   (cumulant expansion, docs/conventions.md).
 For a Gaussian field (free theory, GP limit) W[J] = J.mu + 1/2 J.G.J exactly.
 
 Estimators (one streaming pass, importance weights allowed):

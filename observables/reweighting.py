@@ -1,4 +1,4 @@
-"""Reweight a free ensemble (network or exact sampler) into phi^4 (PHYSICS.md section 10).
+"""Reweight a free ensemble (network or exact sampler) into phi^4 (docs/conventions.md).
 
 Deforming the parameter density P(theta) -> P(theta) exp(-Delta S[phi_theta]) turns a free
 ensemble of mass^2 ``m2_base`` into the theory with action S_target = S_free(m2_base) + Delta S.
@@ -9,7 +9,7 @@ On a lattice this is importance reweighting with per-sample log weights
 
 and <O> = sum w O / sum w. The base ensemble's fields are in convention C (as every nnft free
 ensemble); a target action in another convention is converted to C first, and the returned
-quadratic observables are in convention C (chi_A = chi_C / 2, see PHYSICS.md section 4).
+quadratic observables are in convention C (chi_A = chi_C / 2, see docs/conventions.md).
 
 The Kish effective sample size ESS = (sum w)^2 / sum w^2 is reported with every result;
 when ESS / N falls below ``warn_fraction`` (or ESS below ``warn_min``) a

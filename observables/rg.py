@@ -1,4 +1,4 @@
-"""Coarse-graining of cos-net ensembles in parameter space (PHYSICS.md section 8, arXiv:2405.17538).
+"""Coarse-graining of cos-net ensembles in parameter space (docs/conventions.md, arXiv:2405.17538).
 
 A stored network ensemble records its spec and seed; chunk k is ``draw_params`` from
 ``chunk_rng(seed, k)``. :class:`CoarseGrainedSource` regenerates the parameters of every chunk,

@@ -1,6 +1,6 @@
 """Symmetry checks from the output side, with multiple-comparison aware verdicts.
 
-Physics: PHYSICS.md section 9 (symmetry via duality, arXiv:2106.00694). A symmetry of the
+Physics: docs/conventions.md (symmetry via duality, arXiv:2106.00694). A symmetry of the
 parameter distribution shows up as an invariance of every correlator; a check compares a
 correlator at a set of point tuples with the same correlator at the transformed tuples (or of the
 transformed field), in units of the standard error of the *difference*, which is estimated by a

@@ -1,4 +1,4 @@
-"""Finite-width connected correlators against PHYSICS.md sections 6-7.
+"""Finite-width connected correlators against docs/conventions.md.
 
 G4c = (sigma^4/N) [3 E_4 - sum_3 E_2 E_2] (single neuron moments from ``neuron_moment``:
 closed form for Gauss, quadrature for Erf and ReLU), the lattice cos-net formula of section 6,

@@ -20,7 +20,7 @@ KAT = [
      (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
 ]
 X6 = np.array([-1, -0.6, -0.2, 0.2, 0.6, 1.0])
-PAPER = {  # the papers' d_in = 1 point sets (PHYSICS.md section 5)
+PAPER = {  # the papers' d_in = 1 point sets (docs/conventions.md)
     "ErfNet": (E.ErfNet(10), X6),
     "GaussNet": (E.GaussNet(200), 0.01 * X6),  # wide: exp activations have heavy tails
     "ReLUNet": (E.ReLUNet(10, sigma_b=0.0), np.array([.2, .4, .6, .8, 1., 1.2])),

@@ -1,4 +1,4 @@
-"""Two-point functions of generated ensembles against the closed-form kernels (PHYSICS.md 5-6).
+"""Two-point functions of generated ensembles against the closed-form kernels (docs/conventions.md).
 
 Every comparison is a z-test (|z| < 5 for every entry) and has a companion that must FAIL: the
 same comparison against the kernel scaled by 1.05 gives max |z| > 5.
@@ -121,7 +121,7 @@ def test_kernel_identities():
         np.testing.assert_allclose(deep_kernel(X, act, 1, 1.3, 0.4),
                                    E.gp_kernel(cls(5, d_in=2, sigma_w=1.3, sigma_b=0.4), X),
                                    rtol=1e-12)
-    # Gauss-net kernel of PHYSICS.md section 5 and the cos-net with the same frequencies
+    # Gauss-net kernel of docs/conventions.md and the cos-net with the same frequencies
     K = E.gp_kernel(E.GaussNet(3, d_in=2, sigma_w=1.3, sigma_b=0.4), X)
     r2 = ((X[:, None] - X[None]) ** 2).sum(-1)
     np.testing.assert_allclose(K, 0.16 + 1.69 * np.exp(-1.69 * r2 / 4))

@@ -10,7 +10,7 @@ from nnft.lattice.actions import (CONVENTIONS, Phi4Action, convert_couplings, fi
 
 
 def literal_action(phi, conv, p):
-    """The formulas of PHYSICS.md section 4 written out site by site (one configuration)."""
+    """The formulas of docs/conventions.md written out site by site (one configuration)."""
     d = phi.ndim
     kin = sum((np.roll(phi, -1, axis=mu) - phi) ** 2 for mu in range(d)).sum()
     hop = sum(phi * np.roll(phi, -1, axis=mu) for mu in range(d)).sum()

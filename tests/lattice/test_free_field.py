@@ -1,4 +1,4 @@
-"""The free field against closed forms (PHYSICS.md section 3)."""
+"""The free field against closed forms (docs/conventions.md)."""
 import math
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from nnft.lattice import (Lattice, effective_mass_exact, free_field_exact, free_propagator,
                           free_propagator_momentum, sample_free_field, to_numpy)
 
-# PHYSICS.md table: d = 2, m_E L = 4
+# docs/conventions.md table: d = 2, m_E L = 4
 TABLE = {
     8: dict(m2=0.255252, chi=3.917698, G0=0.383296, E=0.157755, abs_M=0.197408, xi2=1.97932),
     16: dict(m2=0.062826, chi=15.916926, G0=0.501146, E=0.259017, abs_M=0.198953, xi2=3.98960),

@@ -1,4 +1,4 @@
-"""HMC and checkerboard Metropolis against the exact free field (PHYSICS.md sections 3, 4)."""
+"""HMC and checkerboard Metropolis against the exact free field (docs/conventions.md, 4)."""
 import math
 
 import numpy as np
@@ -9,7 +9,7 @@ from nnft.lattice.actions import Phi4Action, free_action
 from nnft.lattice.mcmc import HMC, Metropolis, load_chain_diagnostics, run_chain
 from nnft.observables.gamma import chain_observables, gamma_error, primary_series
 
-TABLE = {  # PHYSICS.md, d = 2, m_E L = 4
+TABLE = {  # docs/conventions.md, d = 2, m_E L = 4
     8: dict(chi=3.917698, G0=0.383296, E=0.157755, abs_M=0.197408),
     16: dict(chi=15.916926, G0=0.501146, E=0.259017, abs_M=0.198953),
 }

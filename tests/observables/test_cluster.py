@@ -1,4 +1,4 @@
-"""Cluster decomposition (PHYSICS.md sections 6 and 9): a free field clusters, a cos-net does not."""
+"""Cluster decomposition (docs/conventions.md): a free field clusters, a cos-net does not."""
 import numpy as np
 import pytest
 

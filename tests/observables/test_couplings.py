@@ -1,4 +1,4 @@
-"""Effective couplings (PHYSICS.md section 8) on a free field reweighted by exp(-lambda sum phi^4)."""
+"""Effective couplings (docs/conventions.md) on a free field reweighted by exp(-lambda sum phi^4)."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""Gamma-method errors: tau_int of AR(1) chains and of independent ensembles (PHYSICS.md 11)."""
+"""Gamma-method errors: tau_int of AR(1) chains and of independent ensembles (docs/conventions.md)."""
 import numpy as np
 import pytest
 

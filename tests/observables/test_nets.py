@@ -1,4 +1,4 @@
-"""Connected correlators of network ensembles against the closed forms of PHYSICS.md 6 and 7."""
+"""Connected correlators of network ensembles against the closed forms of docs/conventions.md and 7."""
 import itertools
 
 import numpy as np

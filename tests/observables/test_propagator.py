@@ -1,4 +1,4 @@
-"""Propagator tools on an exact free-field store against PHYSICS.md section 3."""
+"""Propagator tools on an exact free-field store against docs/conventions.md."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""Reweighting free ensembles to other actions (PHYSICS.md section 10)."""
+"""Reweighting free ensembles to other actions (docs/conventions.md)."""
 import math
 import warnings
 

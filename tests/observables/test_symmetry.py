@@ -1,4 +1,4 @@
-"""Symmetry checks (PHYSICS.md section 9): each has a passing and a failing ensemble."""
+"""Symmetry checks (docs/conventions.md): each has a passing and a failing ensemble."""
 import numpy as np
 import pytest
 
