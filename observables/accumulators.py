@@ -1121,6 +1121,22 @@ class SampleFunction(Accumulator):
         return out
 
 
+def _periodic_link_product(phi, ax, xp):
+    """``phi * roll(phi, -1, axis=ax)`` element for element, by slicing (no rolled copy)."""
+    L = phi.shape[ax]
+    out = xp.empty_like(phi)
+    sl = [slice(None)] * phi.ndim
+
+    def part(a, b):
+        t = list(sl)
+        t[ax] = slice(a, b)
+        return tuple(t)
+
+    xp.multiply(phi[part(0, L - 1)], phi[part(1, L)], out=out[part(0, L - 1)])
+    xp.multiply(phi[part(L - 1, L)], phi[part(0, 1)], out=out[part(L - 1, L)])
+    return out
+
+
 class ScalarObservables(SampleFunction):
     """Standard per-sample observables of PHYSICS.md section 4, and what derives from them.
 
@@ -1169,7 +1185,7 @@ class ScalarObservables(SampleFunction):
         for mu, ax in enumerate(lat_axes):
             L = phi.shape[ax]
             if self.periodic[mu]:
-                prod = phi * xp.roll(phi, -1, axis=ax)
+                prod = _periodic_link_product(phi, ax, xp)  # = phi * roll(phi, -1, ax)
                 e = e + prod.reshape(n, -1).sum(axis=1) / V
             elif L >= 2:
                 a = xp.take(phi, xp.arange(L - 1), axis=ax)
@@ -1180,7 +1196,14 @@ class ScalarObservables(SampleFunction):
                                e[:, None], M], axis=1)
 
     def _values(self, phi, xp):
-        q = self._compute(phi, xp).astype(xp.float64)
+        n = phi.shape[0]
+        per = max(1, int(np.prod(phi.shape[1:])) * phi.itemsize)
+        step = n if xp is not np else max(1, _FFT_BLOCK_BYTES // per)
+        if step >= n:
+            q = self._compute(phi, xp).astype(xp.float64)
+        else:  # cache-sized sub-blocks; per-sample values are the same bit for bit
+            q = xp.concatenate([self._compute(phi[s:s + step], xp).astype(xp.float64)
+                                for s in range(0, n, step)])
         ncomp = q.shape[1] - 5
         if self._ncomp is None:
             self._ncomp = ncomp
