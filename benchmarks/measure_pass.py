@@ -123,8 +123,9 @@ print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
 """
 
 
-def rss_of_pass(path: Path):
-    r = subprocess.run([sys.executable, "-c", RSS_CHILD.format(root=str(ROOT), path=str(path))],
+def rss_of_pass(path: Path, python: str = sys.executable):
+    """(seconds of the pass alone, peak RSS in MB) of the shared pass in a fresh process."""
+    r = subprocess.run([python, "-c", RSS_CHILD.format(root=str(ROOT), path=str(path))],
                        capture_output=True, text=True)
     if r.returncode:
         raise SystemExit(r.stderr[-3000:])
@@ -140,6 +141,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--rss-samples", default="10000,100000",
                     help="comma-separated store sizes for the peak-RSS runs (16x16 lattice)")
+    ap.add_argument("--old", default=None,
+                    help="python of an older nnft checkout: its shared pass is timed on the same "
+                         "store, interleaved with this checkout's (both in fresh processes)")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     ap.add_argument("--tmp", default=None, help="directory for the stores (default: a temp dir)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
@@ -163,10 +167,15 @@ def main():
                 store.path, "scalars,propagator", tmp / "m2.zarr"),
             "default-run shared pass (in process)": lambda: shared_pass(store.path),
         }
+        if a.old:
+            tasks["shared pass, this checkout (fresh process, pass only)"] = \
+                lambda: rss_of_pass(store.path)[0]
+            tasks["shared pass, old checkout (fresh process, pass only)"] = \
+                lambda: rss_of_pass(store.path, a.old)[0]
         best = {k: float("inf") for k in tasks}
         for r in range(a.rounds):
             for k, f in tasks.items():
-                dt = timed(f)
+                dt = f() if "pass only" in k else timed(f)
                 best[k] = min(best[k], dt)
                 print(f"round {r}: {k}: {dt:.2f} s", flush=True)
         # process start-up + imports of the CLI, to separate from the pass itself
@@ -195,7 +204,8 @@ def main():
         "ratios (same run) are the meaningful numbers.", "",
         f"Store: LatticeCosNet(width=64, m2=0.015645, gaussian amplitude) on {a.L}x{a.L}, "
         f"{a.samples} samples float64 ({nbytes / 1e9:.2f} GB), chunks of {a.chunk}, default "
-        f"codec; generated in {t_gen:.1f} s. Page cache warm.", "",
+        f"codec; generated in {t_gen:.1f} s. Page cache warm."
+        + (f" Old checkout: `{a.old}`." if a.old else ""), "",
         "| what | time (s) | GB/s of field data | / raw read | / FieldStore read |",
         "|---|---|---|---|---|"]
     for k, t in best.items():
