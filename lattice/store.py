@@ -768,7 +768,7 @@ class FieldStore:
         if start % chunk[0] or stop - start > chunk[0] or stop <= start:
             return None
         nbytes = int(np.prod(chunk)) * dt.itemsize
-        buf = bytearray(nbytes + 4 * crc)
+        buf = np.empty(nbytes + 4 * crc, dtype=np.uint8)  # not zero-filled
         try:
             with open(self.chunk_file(start // chunk[0], name), "rb") as fh:
                 got = fh.readinto(buf)
@@ -779,12 +779,11 @@ class FieldStore:
         if crc:
             import google_crc32c  # noqa: PLC0415 - a dependency of Zarr's crc32c codec
 
-            body = np.frombuffer(buf, dtype=np.uint8, count=nbytes).view()
+            body = buf[:nbytes].view()
             body.flags.writeable = False  # google_crc32c takes read-only buffers only
-            if np.uint32(google_crc32c.value(body)).tobytes() != bytes(buf[nbytes:]):
+            if np.uint32(google_crc32c.value(body)).tobytes() != buf[nbytes:].tobytes():
                 return None
-        return np.frombuffer(buf, dtype=dt, count=int(np.prod(chunk))).reshape(chunk)[
-            :stop - start]
+        return buf[:nbytes].view(dt).reshape(chunk)[:stop - start]
 
     def iter_chunks(self, chunks=None):
         """Yield ``(k, phi, log_weight)`` for the complete chunks (or the given ones), in order.
