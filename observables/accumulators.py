@@ -86,6 +86,19 @@ def _wsum(w, a, xp):
     return _to_numpy(xp.tensordot(wx, a, axes=(0, 0)))
 
 
+# working-set size of one sub-block of the per-chunk product tables on the CPU (L2-sized)
+_CACHE_BYTES = 512 * 2 ** 10
+# samples per FFT sub-block on the CPU: about this many bytes of field
+_FFT_BLOCK_BYTES = 2 ** 20
+
+
+def _take_columns(X, sites, xp):
+    """``X[:, sites]``; ``X`` itself (no copy) when ``sites`` is every column in order."""
+    if len(sites) == X.shape[1] and sites[0] == 0 and sites[-1] == len(sites) - 1:
+        return X  # sites are sorted and distinct, so they are 0..F-1
+    return xp.take(X, xp.asarray(sites), axis=1)
+
+
 def normalize_tuples(tuples) -> list[tuple[int, ...]]:
     """Point tuples as a list of tuples of non-negative ints.
 
@@ -473,7 +486,7 @@ class TwoPointMatrix(Accumulator):
             if self.sites.max() >= X.shape[1]:
                 raise ValueError(f"sites: index {self.sites.max()} out of range for "
                                  f"{X.shape[1]} sites")
-            X = X[:, xp.asarray(self.sites)]
+            X = xp.take(X, xp.asarray(self.sites), axis=1)
         return X
 
     def _init_shift(self, phi, w, xp):
@@ -557,16 +570,28 @@ class FourierTwoPoint(Accumulator):
         axes = self._axes(phi)
         V = int(np.prod(phi.shape[axes[0]:]))
         a = xp.asarray(self.shift).reshape(self.shift.shape + (1,) * self.ndim)
-        d = phi - a
-        if xp is np:
-            import scipy.fft  # noqa: PLC0415
+        n = phi.shape[0]
+        # cache-sized sub-blocks of samples on the CPU (one block on a GPU); equal to the
+        # one-block reference to float64 rounding
+        per = max(1, int(np.prod(phi.shape[1:])) * phi.itemsize)
+        step = n if xp is not np else max(1, _FFT_BLOCK_BYTES // per)
+        pk = msum = None
+        for s0 in range(0, n, step):
+            d = phi[s0:s0 + step] - a
+            wb = None if w is None else w[s0:s0 + step]
+            if xp is np:
+                import scipy.fft  # noqa: PLC0415
 
-            F = scipy.fft.rfftn(d, axes=axes, workers=-1)
-        else:
-            F = xp.fft.rfftn(d, axes=axes)
-        P = (F.real ** 2 + F.imag ** 2) / V
-        m = d.mean(axis=axes)
-        return {"pk": _wsum(w, P, xp), "m": _wsum(w, m, xp)}
+                F = scipy.fft.rfftn(d, axes=axes, workers=-1)
+            else:
+                F = xp.fft.rfftn(d, axes=axes)
+            P = F.real ** 2
+            P += F.imag ** 2
+            P /= V
+            t1, t2 = _wsum(wb, P, xp), _wsum(wb, d.mean(axis=axes), xp)
+            pk = t1 if pk is None else pk + t1
+            msum = t2 if msum is None else msum + t2
+        return {"pk": pk, "m": msum}
 
     def _reshift(self, sums, sum_w, old, new):
         c = np.asarray(old - new)
@@ -664,28 +689,34 @@ class PointMoments(Accumulator):
         if self.sites.max() >= X.shape[1]:
             raise ValueError(f"tuples: site index {int(self.sites.max())} out of range for "
                              f"{X.shape[1]} field entries")
-        return X[:, xp.asarray(self.sites)]
+        return _take_columns(X, self.sites, xp)
 
     def _init_shift(self, X, w, xp):
         m = X.mean(axis=0) if w is None else _wsum(w, X, xp) / w.sum()
         self.shift = np.asarray(_to_numpy(m), dtype=np.float64)
 
     def _chunk_sums(self, X, w, xp):
-        X = X - xp.asarray(self.shift)
+        # Rows go through in sub-blocks whose product table fits in cache (``_CACHE_BYTES``;
+        # on a GPU the ``block_bytes`` cap alone): the shift is subtracted per sub-block (no
+        # full-chunk copy) and the column gathers use ``take``. Sums agree with the one-block
+        # NumPy reference to float64 rounding (the summation order changes).
         n = X.shape[0]
         widest = max(len(v) for v in self.by_order.values())
         step = max(1, self.block_bytes // (16 * widest))
+        if xp is np:
+            step = min(step, max(8, _CACHE_BYTES // (8 * widest)))
         dt = np.complex128 if X.dtype.kind == "c" else np.float64
         out = {f"o{k}": np.zeros(len(self.by_order[k]), dtype=dt) for k in self.by_order}
         prefix = {k: xp.asarray(v) for k, v in self._prefix.items()}
         last = {k: xp.asarray(v) for k, v in self._last.items()}
+        shift = xp.asarray(self.shift)
         for s0 in range(0, n, step):
-            Xb = X[s0:s0 + step]
+            Xb = X[s0:s0 + step] - shift
             wb = None if w is None else w[s0:s0 + step]
             P = Xb
             out["o1"] += _wsum(wb, P, xp)
             for k in range(2, self.kmax + 1):
-                P = P[:, prefix[k]] * Xb[:, last[k]]
+                P = xp.take(P, prefix[k], axis=1) * xp.take(Xb, last[k], axis=1)
                 out[f"o{k}"] += _wsum(wb, P, xp)
         return out
 
@@ -905,7 +936,7 @@ class FeatureMoments(PointMoments):
         if self.sites.max() >= X.shape[1]:
             raise ValueError(f"tuples: feature index {int(self.sites.max())} out of range for "
                              f"{X.shape[1]} features")
-        return X[:, _xp_of(X).asarray(self.sites)]
+        return _take_columns(X, self.sites, _xp_of(X))
 
     def _cast(self, X, xp):
         dt = xp.complex128 if X.dtype.kind == "c" else xp.float64
@@ -1090,6 +1121,22 @@ class SampleFunction(Accumulator):
         return out
 
 
+def _periodic_link_product(phi, ax, xp):
+    """``phi * roll(phi, -1, axis=ax)`` element for element, by slicing (no rolled copy)."""
+    L = phi.shape[ax]
+    out = xp.empty_like(phi)
+    sl = [slice(None)] * phi.ndim
+
+    def part(a, b):
+        t = list(sl)
+        t[ax] = slice(a, b)
+        return tuple(t)
+
+    xp.multiply(phi[part(0, L - 1)], phi[part(1, L)], out=out[part(0, L - 1)])
+    xp.multiply(phi[part(L - 1, L)], phi[part(0, 1)], out=out[part(L - 1, L)])
+    return out
+
+
 class ScalarObservables(SampleFunction):
     """Standard per-sample observables of docs/conventions.md, and what derives from them.
 
@@ -1138,7 +1185,7 @@ class ScalarObservables(SampleFunction):
         for mu, ax in enumerate(lat_axes):
             L = phi.shape[ax]
             if self.periodic[mu]:
-                prod = phi * xp.roll(phi, -1, axis=ax)
+                prod = _periodic_link_product(phi, ax, xp)  # = phi * roll(phi, -1, ax)
                 e = e + prod.reshape(n, -1).sum(axis=1) / V
             elif L >= 2:
                 a = xp.take(phi, xp.arange(L - 1), axis=ax)
@@ -1149,7 +1196,14 @@ class ScalarObservables(SampleFunction):
                                e[:, None], M], axis=1)
 
     def _values(self, phi, xp):
-        q = self._compute(phi, xp).astype(xp.float64)
+        n = phi.shape[0]
+        per = max(1, int(np.prod(phi.shape[1:])) * phi.itemsize)
+        step = n if xp is not np else max(1, _FFT_BLOCK_BYTES // per)
+        if step >= n:
+            q = self._compute(phi, xp).astype(xp.float64)
+        else:  # cache-sized sub-blocks; per-sample values are the same bit for bit
+            q = xp.concatenate([self._compute(phi[s:s + step], xp).astype(xp.float64)
+                                for s in range(0, n, step)])
         ncomp = q.shape[1] - 5
         if self._ncomp is None:
             self._ncomp = ncomp

@@ -267,6 +267,25 @@ def _chunk_task(src_ref, k, proto, lo=0, hi=None):
     return _update_all(accs, phi[lo:hi], None if lw is None else lw[lo:hi], start + lo)
 
 
+def _prefetched(src, order):
+    """Yield ``(k, phi, log_weight)`` for the chunks ``order`` in turn. For a store on disk the
+    next chunk is read (file read, checksum, decode) in a background thread while the caller
+    computes on the current one, so at most two chunks are held; other sources read inline."""
+    if getattr(src, "path", None) is None or len(order) < 2:
+        for k in order:
+            yield (k, *src.read_chunk(k))
+        return
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nnft-read") as pool:
+        fut = pool.submit(src.read_chunk, order[0])
+        for i, k in enumerate(order):
+            phi, lw = fut.result()
+            fut = pool.submit(src.read_chunk, order[i + 1]) if i + 1 < len(order) else None
+            yield k, phi, lw
+            del phi, lw
+
+
 def _pieces(src, ks, n_blocks):
     """Work pieces ``(k, lo, hi)``: whole chunks, or, when there are fewer chunks than error
     blocks, each chunk cut into contiguous slices (whole time slices of Markov chains), so that
@@ -350,12 +369,15 @@ def measure(store, accumulators, *, blocks=20, chunks=None, executor: str = "ser
     if executor == "serial":
         block_accs = []
         cached = (ks[0], phi0, lw0)
+        order = [k for g in groups for k, _, _ in g]
+        order = [k for i, k in enumerate(order) if k != (order[i - 1] if i else ks[0])]
+        reads = _prefetched(src, order)
         with progress_bar(len(ks), "measuring", progress) as advance:
             for g in groups:
                 accs = tree_map(lambda a: a.empty(), proto)
                 for k, lo, hi in g:
                     if cached[0] != k:
-                        cached = (k, *src.read_chunk(k))
+                        cached = next(reads)
                         advance()
                     _, phi, lw = cached
                     _update_all(accs, phi[lo:hi], None if lw is None else lw[lo:hi],
