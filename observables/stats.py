@@ -727,7 +727,7 @@ def momentum_space_test(source, expected=None, *, m2=None, exclude_zero: bool = 
     mask &= se > 0
     val_m, err_m, ex_m = r["Gt"][mask], se[mask], half_exp[mask]
     var_m = r["var"][mask]
-    A, hits = _pool_sparse_modes(ex_m, var_m, acc.ess, min_hits)
+    A, hits = _pool_sparse_modes(ex_m, var_m, acc.ess, min_hits, val=val_m)
     val, ex = A @ val_m, A @ ex_m
     err = np.sqrt(A @ err_m ** 2)
     pooled = A.sum(axis=1) > 1
@@ -845,25 +845,39 @@ def directional_z(dev, err, u, weights=None) -> tuple[float, float]:
     return c / se, se
 
 
-def _pool_sparse_modes(ex, var, ess, min_hits):
+def _pool_sparse_modes(ex, var, ess, min_hits, val=None):
     """Aggregation matrix (entries x modes): modes whose effective number of contributing
     samples ``ess ex^2/(var + ex^2)`` is below ``min_hits`` and whose variance exceeds 5 ex^2
     (a Gaussian mode has 1 or 2) are summed in groups (in order of decreasing expected value)
-    until each group reaches it; the others stay single."""
+    until each group reaches it; the others stay single. A mode that no sample reached (its
+    measured power ``val`` below 1e-6 of the expected value: its sample variance is rounding
+    noise, not a measure of its spread) is sparse too, with no effective hits."""
     ex = np.asarray(ex, dtype=float)
     var = np.asarray(var, dtype=float)
     hits = ess * ex ** 2 / (var + ex ** 2)
     # a Gaussian field has var/ex^2 = 1 (complex modes) or 2 (real ones): pool only modes far
     # from that (sparse modes), so sampling noise in var never decides the pooling
     sparse_mask = (hits < min_hits) & (var > 5.0 * ex ** 2)
+    if val is not None:
+        # the measured effective count ess <P>^2 / <P^2> also catches modes that few samples
+        # reached with small contributions (their variance is small, not large) and modes that
+        # none reached; a Gaussian mode has about ess / 2 or ess / 3
+        v = np.maximum(np.asarray(val, dtype=float), 0.0)
+        measured = np.where(v > 1e-6 * np.abs(ex), ess * v ** 2 / (var + v ** 2), 0.0)
+        few = measured < min_hits / 3
+        hits = np.where(few, measured, hits)
+        sparse_mask |= few
     single = np.flatnonzero(~sparse_mask)
     sparse = [i for i in np.argsort(-ex) if sparse_mask[i]]
+    # a group's effective count from its measured mean (the expected one would count modes no
+    # sample reached as if they had been hit)
+    mean = ex if val is None else np.asarray(val, dtype=float)
     groups, cur, sm, sv = [], [], 0.0, 0.0
     for i in sparse:
         cur.append(i)
-        sm += ex[i]
+        sm += mean[i]
         sv += var[i]
-        if ess * sm * sm / (sv + sm * sm) >= min_hits:
+        if sm > 0 and ess * sm * sm / (sv + sm * sm) >= min_hits:
             groups.append(cur)
             cur, sm, sv = [], 0.0, 0.0
     if cur:

@@ -235,3 +235,23 @@ def test_correlator_test_on_a_degenerate_field():
     wrong = np.array([np.prod(x[list(t)]) for t in tuples])  # kurtosis excess 1 instead of 0
     bad = correlator_test(phi, tuples, wrong, heavy_tail=False)
     assert bad.attrs["p_value"] < 1e-6
+
+
+def test_momentum_test_on_a_narrow_undersampled_cosnet():
+    """A width-2 cos-net with few samples reaches each momentum mode a handful of times or not
+    at all: such modes must be pooled (their sample variance says nothing about their spread).
+    They once gave chi^2 ~ 1e6 (p = 0) on correct data at `nnft run --samples 3000`.
+    Companion: a propagator wrong by a factor 1.5 is still rejected."""
+    from nnft.ensembles import LatticeCosNet, generate
+    from nnft.lattice import Lattice, free_propagator_momentum
+    from nnft.observables import momentum_space_test
+
+    lat, m2 = Lattice((32, 32)), 0.015645  # the default run's lattice: ~6 hits per mode
+    out = []
+    generate(LatticeCosNet(2, m2), lat, 3000, None, chunk=500, seed=8,
+             callback=lambda k, phi, lw: out.append(np.asarray(phi)))
+    phi = np.concatenate(out).reshape(3000, 32, 32)
+    ok = momentum_space_test(phi, m2=m2, lattice=lat)
+    assert ok.attrs["outcome"] != "inconsistent" and ok.attrs["p_value"] > 1e-3, ok.attrs["message"]
+    bad = momentum_space_test(phi, 1.5 * free_propagator_momentum(lat, m2), lattice=lat)
+    assert bad.attrs["outcome"] == "inconsistent"
