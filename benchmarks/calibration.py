@@ -30,9 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import re
 import time
 import warnings
 from pathlib import Path
@@ -54,17 +51,9 @@ SEPS = [(0, t) for t in range(5)] + [(1, 1), (2, 2)]
 
 
 def machine_name() -> str:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    words = re.sub(r"\(R\)|\(TM\)|CPU|Processor|\d+-Core", "", cpu).split()
-    return "-".join(words[:2] + [f"{os.cpu_count()}cores"]) or "unknown"
+    from nnft.compare import machine_tag
+
+    return machine_tag()
 
 
 def free_seed(seed, n):

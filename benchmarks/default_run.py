@@ -27,18 +27,9 @@ from smoke import strip_timings  # noqa: E402
 
 
 def machine() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-        else:
-            name = platform.processor()
-    except OSError:
-        name = platform.processor()
-    import os
+    from nnft.compare import machine_tag
 
-    return f"{'-'.join(name.split()[:2])}-{os.cpu_count()}cores"
+    return machine_tag()
 
 
 def run(python, samples, out):

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..lattice.mcmc import _pos_float, _pos_int
+from ..lattice.mcmc import _pos_float, _pos_int, n_steps_range
 from .deformed import DeformedCosNet
 
 __all__ = ["IndependenceSampler", "ParamHMC", "ParamChainResult", "run_param_chain",
@@ -164,10 +164,7 @@ class ParamHMC:
         self.eps = _pos_float(v, "eps")
 
     def n_steps_range(self):
-        n0 = max(1, int(round(self.traj_length / self.eps)))
-        lo = max(1, int(round(n0 * (1.0 - self.n_steps_jitter))))
-        hi = max(lo, int(round(n0 * (1.0 + self.n_steps_jitter))))
-        return lo, hi
+        return n_steps_range(self.traj_length, self.eps, self.n_steps_jitter)
 
     def settings(self):
         lo, hi = self.n_steps_range()

@@ -145,6 +145,15 @@ class Sampler:
         return 0
 
 
+def n_steps_range(traj_length: float, eps: float, jitter: float) -> tuple[int, int]:
+    """(lo, hi) of a randomised trajectory: ``n0 = max(1, round(traj_length / eps))`` steps on
+    average, uniform on ``round(n0 (1 -+ jitter))`` inclusive (shared by all HMC samplers)."""
+    n0 = max(1, int(round(traj_length / eps)))
+    lo = max(1, int(round(n0 * (1.0 - jitter))))
+    hi = max(lo, int(round(n0 * (1.0 + jitter))))
+    return lo, hi
+
+
 SAMPLERS: dict = {}
 
 
@@ -203,10 +212,7 @@ class HMC(Sampler):
     # -- settings
     def n_steps_range(self):
         """(lo, hi): the number of steps is uniform on lo..hi inclusive."""
-        n0 = max(1, int(round(self.traj_length / self.eps)))
-        lo = max(1, int(round(n0 * (1.0 - self.n_steps_jitter))))
-        hi = max(lo, int(round(n0 * (1.0 + self.n_steps_jitter))))
-        return lo, hi
+        return n_steps_range(self.traj_length, self.eps, self.n_steps_jitter)
 
     def settings(self):
         lo, hi = self.n_steps_range()

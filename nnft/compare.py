@@ -38,7 +38,7 @@ from .errors import ConfigError
 
 __all__ = ["MCMC_DEFAULTS", "SAMPLERS", "NETWORKS", "validate_mcmc_section", "smoke_mcmc_section",
            "run_mcmc_comparison", "m2_for", "machine", "analyse_series", "run_independent",
-           "run_markov", "plot_cost", "summary_rows"]
+           "run_markov", "plot_cost", "summary_rows", "machine_tag"]
 
 SAMPLERS = ("hmc", "hmc-xi", "metropolis")
 NETWORKS = ("cosnet-V", "cosnet-4V", "exact")
@@ -129,6 +129,15 @@ def machine() -> dict:
         cores = os.cpu_count()
     return {"cpu": cpu, "cores": cores, "platform": platform.platform(),
             "python": platform.python_version(), "numpy": np.__version__, "backend": "numpy"}
+
+
+def machine_tag() -> str:
+    """Short machine name for benchmark result files, e.g. ``AMD-EPYC-2cores``."""
+    import re
+
+    m = machine()
+    words = re.sub(r"\(R\)|\(TM\)|CPU|Processor|\d+-Core", "", m["cpu"]).split()
+    return "-".join(words[:2] + [f"{m['cores']}cores"])
 
 
 def analyse_series(series, R, V, exact, wall, n_updates, label, L, *, rel_err=0.01, extra=None):
