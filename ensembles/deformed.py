@@ -29,6 +29,13 @@ Conventions
   ``S_free(m2_base) + Delta S = sum_x [1/2 (d phi)^2 + (m2_base/2 + c_2) phi^2 + sum_{k != 2} c_k phi^k]``,
   i.e. bare mass^2 ``m2_base + 2 c_2`` and, when only c_2 and c_4 are present, the phi^4 coupling
   ``g = 24 c_4`` of convention C.
+- Derivative term (optional): ``Delta S_kin[phi] = (c_kin/2) sum_x sum_mu (phi(x+mu) - phi(x))^2``
+  (nearest-neighbour forward differences, periodic, spacing 1), i.e. the kinetic term of
+  convention C multiplied by ``c_kin``. The N -> infinity limit then has kinetic term
+  ``(1 + c_kin)/2 sum_mu (d_mu phi)^2`` and, for a quadratic Delta S, propagator
+  ``1/((1 + c_kin) phat^2 + m2_base + 2 c_2)``. With ``1 + c_kin > 0`` the rescaled field
+  ``phi' = sqrt(1 + c_kin) phi`` has the ordinary kinetic term and phi^4 couplings
+  ``m'^2 = m^2/(1 + c_kin)``, ``g' = g/(1 + c_kin)^2``.
 - Log density on parameter space (up to a theta-independent constant):
   ``log P_Delta(theta) = sum_i [log P(p_i) - a_i^2/(2 sigma_a^2)] - Delta S[phi_theta]``
   (Gaussian amplitude law; the constant law has no amplitude term and the phases are flat).
@@ -40,12 +47,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..lattice.backend import xp_of
 from .params import draw_params, momentum_alias
 from .specs import LatticeCosNet
 from .spectral import lattice_cos_spectral
 
 __all__ = ["LatticePotential", "DeformedCosNet", "width_extrapolation",
-           "reweighting_nongaussianity"]
+           "reweighting_nongaussianity", "gradient_energy", "minus_laplacian"]
 
 
 def _coef_items(coefficients, what="coefficients"):
@@ -110,6 +118,11 @@ class LatticePotential:
         return cls({4: g / 24.0, 2: 0.5 * float(dm2)})
 
     @classmethod
+    def zero(cls):
+        """No site term (``Delta S`` = 0, or only a derivative term of :class:`DeformedCosNet`)."""
+        return cls({2: 0.0})
+
+    @classmethod
     def from_dict(cls, d):
         """Inverse of :meth:`to_dict`."""
         if not isinstance(d, dict) or "coefficients" not in d:
@@ -156,6 +169,44 @@ class LatticePotential:
         return self.density(phi).sum(axis=axes)
 
 
+def _kinetic_value(kinetic):
+    if isinstance(kinetic, bool):
+        raise ValueError(f"kinetic must be a real number, got {kinetic!r}")
+    try:
+        kinetic = float(kinetic)
+    except (TypeError, ValueError):
+        raise ValueError(f"kinetic must be a real number, got {kinetic!r}") from None
+    if not math.isfinite(kinetic):
+        raise ValueError(f"kinetic must be finite, got {kinetic!r}")
+    return kinetic
+
+
+def gradient_energy(phi, n_lattice_axes):
+    """``sum_x sum_mu (phi(x+mu) - phi(x))^2`` per configuration (periodic, spacing 1).
+
+    Parameters
+    ----------
+    phi : array (..., *shape)
+        Fields; the trailing ``n_lattice_axes`` axes are the lattice.
+    """
+    xp = xp_of(phi)
+    axes = tuple(range(phi.ndim - n_lattice_axes, phi.ndim))
+    out = 0.0
+    for ax in axes:
+        d = xp.roll(phi, -1, axis=ax) - phi
+        out = out + (d * d).sum(axis=axes)
+    return out
+
+
+def minus_laplacian(phi, n_lattice_axes):
+    """``sum_mu (2 phi(x) - phi(x+mu) - phi(x-mu))``: half the gradient of :func:`gradient_energy`."""
+    xp = xp_of(phi)
+    out = 2.0 * n_lattice_axes * phi
+    for ax in range(phi.ndim - n_lattice_axes, phi.ndim):
+        out = out - xp.roll(phi, -1, axis=ax) - xp.roll(phi, 1, axis=ax)
+    return out
+
+
 class DeformedCosNet:
     """The deformed width-N lattice cos-net: ``P(theta) exp(-Delta S[phi_theta])``.
 
@@ -165,8 +216,12 @@ class DeformedCosNet:
         Base network (scalar, ``components`` None or 1). Its ``m2`` is the base mass^2.
     lattice : Lattice
         Periodic lattice with spacing 1 (lattice units, as the actions).
-    potential : LatticePotential or dict
-        Deformation Delta S (convention C field).
+    potential : LatticePotential, dict or None
+        Site part of the deformation Delta S (convention C field); None for no site term.
+    kinetic : float, optional
+        Coefficient ``c_kin`` of the nearest-neighbour derivative term
+        ``(c_kin/2) sum_x sum_mu (phi(x+mu) - phi(x))^2`` added to Delta S (default 0). The
+        limit's kinetic term is ``(1 + c_kin)`` times that of convention C.
 
     Attributes
     ----------
@@ -180,7 +235,7 @@ class DeformedCosNet:
     from_action : build the deformation whose N -> infinity limit is a given Phi4Action.
     """
 
-    def __init__(self, spec, lattice, potential):
+    def __init__(self, spec, lattice, potential, kinetic=0.0):
         if not isinstance(spec, LatticeCosNet):
             raise ValueError(f"spec must be a LatticeCosNet, got {type(spec).__name__}")
         if spec.n_components != 1:
@@ -188,16 +243,16 @@ class DeformedCosNet:
         spec.check_geometry(lattice)
         if float(lattice.spacing) != 1.0:
             raise ValueError(f"lattice.spacing must be 1 (lattice units), got {lattice.spacing}")
+        if potential is None:
+            potential = LatticePotential.zero()
         if isinstance(potential, dict):
             potential = LatticePotential.from_dict(potential) if "coefficients" in potential \
                 else LatticePotential(potential)
         if not isinstance(potential, LatticePotential):
             raise ValueError(f"potential must be a LatticePotential or dict, got {potential!r}")
-        m2_lim = spec.m2 + 2.0 * potential.c(2)
-        if potential.degree <= 2 and not m2_lim > 0:
-            raise ValueError(f"potential: with no higher power, c_2 must exceed -m2/2 = {-spec.m2 / 2} "
-                             f"(normalisable density), got c_2={potential.c(2)}")
+        kinetic = _kinetic_value(kinetic)
         self.spec, self.lattice, self.potential = spec, lattice, potential
+        self.kinetic = kinetic
         self.width = spec.width
         self.volume = int(lattice.volume)
         self.dim = int(lattice.dim)
@@ -208,6 +263,8 @@ class DeformedCosNet:
         from nnft.lattice import free_propagator_momentum
 
         Gt = np.asarray(free_propagator_momentum(lattice, spec.m2, np), dtype=np.float64).ravel()
+        if potential.degree <= 2:
+            self._check_quadratic(np.asarray(lattice.phat2(np), dtype=np.float64).ravel(), Gt)
         self.momentum_prob = Gt / Gt.sum()
         self._log_pk = np.log(self.momentum_prob)
         self._cdf = np.cumsum(self.momentum_prob)
@@ -216,10 +273,39 @@ class DeformedCosNet:
                               @ np.broadcast_to(np.asarray(lattice.origin, dtype=np.float64),
                                                 (self.dim,)))
 
+    def _check_quadratic(self, phat2, Gt):
+        """Normalisability of a quadratic Delta S (no power above 2).
+
+        With ``lambda(p) = c_2 + (c_kin/2) phat^2``, Delta S's quadratic part is
+        ``sum_p lambda(p) |phi_p|^2 / V``. The limit needs ``phat^2 + m2_base + 2 lambda(p) > 0``
+        at every momentum. The finite-N density with Gaussian amplitudes needs more: since
+        ``sum_x phi_x^2 <= V N |a|^2`` and the prior is ``exp(-N |a|^2/(4 G0))``, it is
+        normalisable when ``min_p lambda(p) > -1/(4 V G0)``, and not normalisable below that
+        when the minimum sits at p = 0 or p = (pi, ..., pi) (all neurons on that mode).
+        """
+        lam = self.potential.c(2) + 0.5 * self.kinetic * phat2
+        what = ("c_2" if self.kinetic == 0.0 else
+                f"c_2 + (kinetic/2) phat^2 (c_2={self.potential.c(2)}, kinetic={self.kinetic})")
+        if not np.all(phat2 + self.spec.m2 + 2.0 * lam > 0):
+            if self.kinetic == 0.0:
+                raise ValueError(f"potential: with no higher power, c_2 must exceed -m2/2 = "
+                                 f"{-self.spec.m2 / 2} (normalisable density), got c_2="
+                                 f"{self.potential.c(2)}")
+            raise ValueError(f"kinetic: with no power above 2 in the potential, the limit's "
+                             f"quadratic form (1 + kinetic) phat^2 + m2 + 2 c_2 must be > 0 at every "
+                             f"momentum; got kinetic={self.kinetic}, c_2={self.potential.c(2)}, "
+                             f"m2={self.spec.m2}")
+        bound = -1.0 / (4.0 * float(Gt.sum()))
+        if self.spec.amplitude == "gaussian" and not float(lam.min()) > bound:
+            raise ValueError(f"potential: with Gaussian amplitudes and no power above 2, {what} "
+                             f"must exceed -1/(4 V G0) = {bound:.6g} at every momentum (finite-N "
+                             f"normalisable density), got minimum {float(lam.min()):.6g}; add a "
+                             f"positive phi^4 term or use constant amplitudes")
+
     # -- construction from a target action -------------------------------------------------
     @classmethod
     def from_action(cls, target, width, lattice=None, *, base_m2=None, amplitude="gaussian",
-                    extra=None):
+                    extra=None, kinetic=0.0):
         """Deformation whose N -> infinity limit is the phi^4 action ``target`` (any convention).
 
         Parameters
@@ -237,6 +323,13 @@ class DeformedCosNet:
             Amplitude law of the base network.
         extra : dict {int: float}, optional
             Further terms added to Delta S (e.g. ``{6: c6}``, ``{3: c3}``).
+        kinetic : float, optional
+            Relative change ``c_kin > -1`` of the kinetic term: the limit is ``target`` with its
+            kinetic term multiplied by ``1 + c_kin`` (the same factor in every convention), and
+            Delta S gains ``(c_kin/2) sum_x sum_mu (phi(x+mu) - phi(x))^2`` (convention C). The
+            default base mass is then taken from the rescaled field ``sqrt(1 + c_kin) phi``
+            (bare ``m^2/(1 + c_kin)`` or its Hartree mass at ``g/(1 + c_kin)^2``), whose propagator
+            has the shape of the base network's.
         """
         from nnft.lattice import Lattice, Phi4Action
 
@@ -247,13 +340,17 @@ class DeformedCosNet:
             lattice = Lattice(tC.shape)
         if tuple(lattice.shape) != tC.shape:
             raise ValueError(f"lattice.shape {lattice.shape} differs from target.shape {tC.shape}")
+        kin = _kinetic_value(kinetic)
+        if not 1.0 + kin > 0:
+            raise ValueError(f"kinetic must exceed -1 (positive kinetic term of the limit), got {kinetic!r}")
         if base_m2 is None:
-            base_m2 = tC.m2 if tC.m2 > 0 else hartree_mass(tC.m2, tC.g, lattice)
+            m2s, gs = tC.m2 / (1.0 + kin), tC.g / (1.0 + kin) ** 2
+            base_m2 = m2s if m2s > 0 else hartree_mass(m2s, gs, lattice)
         coeffs = {2: 0.5 * (tC.m2 - float(base_m2)), 4: tC.g / 24.0}
         for k, v in (extra or {}).items():
             coeffs[int(k)] = coeffs.get(int(k), 0.0) + float(v)
         spec = LatticeCosNet(width=width, m2=float(base_m2), amplitude=amplitude)
-        return cls(spec, lattice, LatticePotential(coeffs))
+        return cls(spec, lattice, LatticePotential(coeffs), kinetic=kin)
 
     # -- naming --------------------------------------------------------------------------
     @property
@@ -261,7 +358,14 @@ class DeformedCosNet:
         s = self.spec
         return (f"deformed width-{s.width} lattice cos-net (base m2={s.m2:.6g}, {s.amplitude} "
                 f"amplitudes, lattice {'x'.join(map(str, self.shape))}) with density "
-                f"P(theta) exp(-Delta S), Delta S = {self.potential.describe()}")
+                f"P(theta) exp(-Delta S), Delta S = {self.describe_deformation()}")
+
+    def describe_deformation(self):
+        """Delta S as text (site polynomial, plus the derivative term when present)."""
+        if self.kinetic == 0.0:
+            return self.potential.describe()
+        kin = f"sum_x ({self.kinetic:.6g}/2) sum_mu (phi(x+mu) - phi(x))^2"
+        return kin if not self.potential.coefficients else f"{kin} + {self.potential.describe()}"
 
     def limit(self):
         """The lattice theory approached as N -> infinity.
@@ -270,29 +374,52 @@ class DeformedCosNet:
         -------
         dict
             ``description`` (text), ``m2`` (bare mass^2, convention C), ``potential`` (the non-quadratic
-            site terms {k: c_k}), ``action``: a :class:`nnft.lattice.Phi4Action` in convention C when
-            Delta S has only phi^2 and phi^4 terms (else None), and ``convention`` = "C".
+            site terms {k: c_k}), ``kinetic_factor`` (``1 + c_kin``: the limit's kinetic term is
+            ``kinetic_factor/2 sum_mu (d_mu phi)^2``), ``action``: a :class:`nnft.lattice.Phi4Action`
+            in convention C when Delta S has only phi^2 and phi^4 terms and no derivative term (else
+            None), ``rescaled_action`` and ``field_scale`` (with a derivative term, 1 + c_kin > 0
+            and only phi^2, phi^4: the Phi4Action of ``phi' = field_scale * phi``,
+            ``field_scale = sqrt(1 + c_kin)``; else None and 1.0 without a derivative term), and
+            ``convention`` = "C".
         """
         from nnft.lattice import Phi4Action
 
         m2 = self.spec.m2 + 2.0 * self.potential.c(2)
         rest = {k: v for k, v in self.potential.coefficients.items() if k != 2}
-        act = None
+        kf = 1.0 + self.kinetic
+        act = rescaled = None
+        scale = 1.0 if self.kinetic == 0.0 else (math.sqrt(kf) if kf > 0 else None)
         if set(rest) <= {4}:
-            act = Phi4Action(self.shape, "C", m2=m2, g=24.0 * rest.get(4, 0.0))
+            if self.kinetic == 0.0:
+                act = Phi4Action(self.shape, "C", m2=m2, g=24.0 * rest.get(4, 0.0))
+            elif kf > 0:
+                rescaled = Phi4Action(self.shape, "C", m2=m2 / kf, g=24.0 * rest.get(4, 0.0) / kf ** 2)
         terms = "".join(f" + {v:.6g} phi^{k}" for k, v in rest.items())
-        desc = (f"lattice action S = sum_x [1/2 sum_mu (d_mu phi)^2 + 1/2 ({m2:.6g}) phi^2{terms}] "
-                f"(convention C) on {'x'.join(map(str, self.shape))}, reached as N -> infinity")
+        lat = "x".join(map(str, self.shape))
+        if self.kinetic == 0.0:
+            desc = (f"lattice action S = sum_x [1/2 sum_mu (d_mu phi)^2 + 1/2 ({m2:.6g}) phi^2{terms}] "
+                    f"(convention C) on {lat}, reached as N -> infinity")
+        else:
+            desc = (f"lattice action S = sum_x [({kf:.6g}/2) sum_mu (d_mu phi)^2 + 1/2 ({m2:.6g}) "
+                    f"phi^2{terms}] with d_mu phi = phi(x+mu) - phi(x) (convention C with its kinetic "
+                    f"term times 1 + c_kin = {kf:.6g}) on {lat}, reached as N -> infinity")
         if act is not None:
             A = act.to("A")
             desc += (f"; phi^4 with m^2={m2:.6g}, g={act.g:.6g} (C) = lambda_A={A.lam:.6g} (convention "
                      "A, field phi_A = phi_C/sqrt(2))")
-        return {"description": desc, "m2": m2, "potential": rest, "action": act, "convention": "C"}
+        if rescaled is not None:
+            A = rescaled.to("A")
+            desc += (f"; equivalently phi' = sqrt({kf:.6g}) phi is phi^4 with m'^2={rescaled.m2:.6g}, "
+                     f"g'={rescaled.g:.6g} (C) = lambda_A={A.lam:.6g} (convention A, phi'_A = "
+                     "phi'/sqrt(2))")
+        return {"description": desc, "m2": m2, "potential": rest, "kinetic_factor": kf,
+                "action": act, "rescaled_action": rescaled, "field_scale": scale,
+                "convention": "C"}
 
     def to_dict(self):
         return {"theory": "DeformedCosNet", "name": self.name, "spec": self.spec.to_dict(),
                 "lattice": self.lattice.to_dict(), "potential": self.potential.to_dict(),
-                "limit": self.limit()["description"]}
+                "kinetic": self.kinetic, "limit": self.limit()["description"]}
 
     # -- parameters, fields, densities ---------------------------------------------------
     def draw(self, n, rng):
@@ -309,8 +436,12 @@ class DeformedCosNet:
         return lattice_cos_spectral(params, self.lattice, np)[:, 0]
 
     def delta_S(self, phi):
-        """Delta S per configuration of fields (n, *shape)."""
-        return self.potential.action(phi, self.dim)
+        """Delta S per configuration of fields (n, *shape): site polynomial plus, when
+        ``kinetic`` is not 0, ``(c_kin/2) sum_x sum_mu (phi(x+mu) - phi(x))^2``."""
+        out = self.potential.action(phi, self.dim)
+        if self.kinetic != 0.0:
+            out = out + 0.5 * self.kinetic * gradient_energy(phi, self.dim)
+        return out
 
     def log_prior(self, params):
         """log P(theta) per parameter set, up to a theta-independent constant."""
@@ -327,8 +458,12 @@ class DeformedCosNet:
         return self.log_prior(params) - self.delta_S(phi)
 
     def site_force(self, phi):
-        """dDelta S/dphi_x, shape of phi."""
-        return self.potential.derivative(phi)
+        """dDelta S/dphi_x, shape of phi (with a derivative term:
+        ``V'(phi_x) + c_kin sum_mu (2 phi(x) - phi(x+mu) - phi(x-mu))``)."""
+        f = self.potential.derivative(phi)
+        if self.kinetic != 0.0:
+            f = f + self.kinetic * minus_laplacian(phi, self.dim)
+        return f
 
     def param_gradient(self, params, phi):
         """Gradients of Delta S with respect to the amplitudes and phases.
