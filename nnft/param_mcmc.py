@@ -23,6 +23,7 @@ The ``[param_mcmc]`` table of a run config (validated by :func:`validate_param_m
     convention = "A"                    # C (m2, g), B / A (m2, lam) as nnft.lattice.Phi4Action
     m2 = -4.0
     lam = 6.975
+    # kinetic = 0.5                     # optional derivative term: kinetic term times 1 + kinetic
 
 For every target and width N, :func:`run_param_mcmc` samples the deformed width-N lattice cos-net
 ``P(theta) exp(-Delta S[phi_theta])`` whose N -> infinity limit is the target
@@ -32,7 +33,17 @@ measures the observables with the Gamma method (chains as replicas), extrapolate
 HMC on the target action (z = difference / combined error). Observables are in convention C
 (S = sum_x [1/2 (d phi)^2 + 1/2 m^2 phi^2 + (g/4!) phi^4]; quadratic observables of a convention-A
 target are twice those in A). Verdicts: "consistent" / "inconsistent" at level ``alpha``
-(two-sided, from z), "inconclusive" when the 1/N fit itself is rejected at that level.
+(two-sided, from z), "inconclusive" when the 1/N fit itself is rejected at that level. They also
+go, as ``verdict_rows``, into the run-wide verdict table of the report (Holm correction over every
+test of the run).
+
+A target may carry a derivative term: ``kinetic = c`` (a number > -1) multiplies the kinetic term
+of the target's action by ``1 + c`` (the same factor in conventions C, B and A). The deformation
+then gains ``(c/2) sum_x sum_mu (phi(x+mu) - phi(x))^2`` (convention C), and the field HMC
+reference samples the rescaled field ``phi' = sqrt(1 + c) phi``, whose action is phi^4 in
+convention C with ``m'^2 = m^2/(1 + c)`` and ``g' = g/(1 + c)^2`` (:func:`reference_action`);
+its observables are converted back to phi (``|M|`` divided by ``sqrt(1 + c)``, chi, E and G0 by
+``1 + c``).
 """
 from __future__ import annotations
 
@@ -46,8 +57,8 @@ import numpy as np
 from .errors import ConfigError
 
 __all__ = ["PARAM_MCMC_DEFAULTS", "OBSERVABLES", "validate_param_mcmc", "smoke_param_mcmc",
-           "run_param_mcmc", "target_action", "field_hmc_reference", "compare_to_reference",
-           "plot_extrapolation"]
+           "run_param_mcmc", "target_action", "reference_action", "field_hmc_reference",
+           "compare_to_reference", "verdict_rows", "plot_extrapolation"]
 
 OBSERVABLES = ("abs_M", "chi", "E", "G0")
 SAMPLER_KINDS = ("hmc", "independence")
@@ -60,7 +71,9 @@ _TYPES = {"target": (dict, list), "widths": list, "amplitude": str, "base_m2": (
           "sampler": str, "n_chains": int, "n_times": int, "n_therm": int, "hmc": bool,
           "hmc_times": int, "observables": list, "order": int, "alpha": (int, float),
           "seed": int}
-_TARGET_KEYS = ("label", "shape", "convention", "m2", "g", "lam")
+_TARGET_KEYS = ("label", "shape", "convention", "m2", "g", "lam", "kinetic")
+# observables linear (abs_M) and quadratic (chi, E, G0) in the field, for the field rescaling
+_FIELD_POWER = {"abs_M": 1, "chi": 2, "E": 2, "G0": 2}
 
 
 def _err(msg):
@@ -115,6 +128,15 @@ def _validate_target(t, i):
         raise _err(f"{where}.label: must be a non-empty string, got {label!r}")
     act = {"shape": list(shape), "convention": conv, "m2": float(t["m2"]),
            coupling: float(t[coupling])}
+    if "kinetic" in t:
+        c = t["kinetic"]
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c):
+            raise _err(f"{where}.kinetic: must be a finite number > -1 (the kinetic term is "
+                       f"multiplied by 1 + kinetic), got {c!r}")
+        if not c > -1:
+            raise _err(f"{where}.kinetic: must be > -1 (the kinetic term is multiplied by "
+                       f"1 + kinetic, which must stay positive), got {c}")
+        act["kinetic"] = float(c)
     return {"label": label, **act}
 
 
@@ -205,14 +227,34 @@ def smoke_param_mcmc(section: dict, samples: int) -> dict:
 
 
 def target_action(target: dict):
-    """The :class:`nnft.lattice.Phi4Action` of a validated target table."""
+    """The :class:`nnft.lattice.Phi4Action` of a validated target table's m2 and coupling (its
+    derivative term ``kinetic``, if any, is not part of it: see :func:`reference_action`)."""
     from .lattice import Phi4Action
 
     kw = {k: v for k, v in target.items() if k in ("m2", "g", "lam")}
     return Phi4Action(tuple(target["shape"]), target["convention"], **kw)
 
 
+def reference_action(target: dict):
+    """``(action, field_scale)``: the phi^4 action in convention C that field-space HMC samples
+    for ``target``, and the factor with ``phi' = field_scale * phi``.
+
+    Without a derivative term this is the target itself in convention C and 1. With
+    ``kinetic = c`` the target's action ``sum_x [(1 + c)/2 (d phi)^2 + m^2/2 phi^2 + g/4! phi^4]``
+    (C) is that of ``phi' = sqrt(1 + c) phi`` with ``m'^2 = m^2/(1 + c)``, ``g' = g/(1 + c)^2``.
+    """
+    from .lattice import Phi4Action
+
+    act = target_action(target)
+    act_c = act if act.convention == "C" else act.to("C")
+    kf = 1.0 + float(target.get("kinetic", 0.0))
+    if kf == 1.0:
+        return act_c, 1.0
+    return Phi4Action(act_c.shape, "C", m2=act_c.m2 / kf, g=act_c.g / kf ** 2), math.sqrt(kf)
+
+
 def _base_m2(choice, act_c):
+    """Base mass^2 for the (rescaled, when there is a derivative term) action ``act_c``."""
     from .ensembles.deformed import hartree_mass
     from .lattice import Lattice
 
@@ -238,10 +280,14 @@ def _analyse(parts, n_chains, volume, observables):
 
 
 def field_hmc_reference(action, n_chains, n_times, *, seed, n_therm=100,
-                        observables=("abs_M", "chi", "E")) -> dict:
+                        observables=("abs_M", "chi", "E"), field_scale=1.0) -> dict:
     """Field-space HMC (Omelyan, trajectory length 1, step size tuned to acceptance 0.8) on
     ``action`` converted to convention C: flat row with each observable, ``<o>_error``,
-    ``<o>_tau_int`` (Gamma method, chains as replicas), ``acceptance`` and ``eps``."""
+    ``<o>_tau_int`` (Gamma method, chains as replicas), ``acceptance`` and ``eps``.
+
+    With ``field_scale`` s != 1 the action is that of ``phi' = s phi`` (see
+    :func:`reference_action`) and the observables are returned for phi: ``|M|`` divided by s,
+    chi, E and G0 by s^2 (errors alike; tau_int unchanged)."""
     from .lattice.mcmc import make_sampler, run_chain
     from .observables.gamma import primary_series
 
@@ -254,6 +300,13 @@ def field_hmc_reference(action, n_chains, n_times, *, seed, n_therm=100,
     row = {"method": "field HMC", "N": None, "acceptance": float(res.acceptance),
            "eps": float(res.settings["eps"]), "n_chains": n_chains, "n_times": n_times}
     row.update(_analyse(parts, n_chains, act.volume, observables))
+    s = float(field_scale)
+    if s != 1.0:
+        for o in observables:
+            f = s ** _FIELD_POWER[o]
+            row[o] /= f
+            row[f"{o}_error"] /= f
+        row["field_scale"] = s
     row["wall_s"] = time.perf_counter() - t0
     return row
 
@@ -285,6 +338,28 @@ def compare_to_reference(extrapolated: dict, reference: dict, observables, alpha
     return out
 
 
+def verdict_rows(label, extrapolated, comparison, observables) -> list:
+    """Rows of the run-wide verdict table (:func:`nnft.report.verdict_table`) for one target:
+    each observable's N -> infinity extrapolation against the field HMC reference, with the
+    two-sided p-value of its z and the study's verdict (the table applies Holm's correction over
+    every test of the run)."""
+    rows = []
+    for o in observables:
+        c = comparison[o]
+        p = c["p_value"]
+        fit_p = extrapolated.get(f"{o}_fit_p_value")
+        note = f"z = {c['z']:+.2f}" if math.isfinite(c["z"]) else "no positive error"
+        if extrapolated.get(f"{o}_fit_verdict") == "inconsistent":
+            note += f"; the 1/N fit is rejected (p = {fit_p:.2g}): not decided"
+        rows.append({"ensemble": f"param_mcmc: {label}", "N": "N -> infinity",
+                     "check": f"{o} (convention C): 1/N extrapolation of the deformed cos-net "
+                              f"against field HMC",
+                     "expected": "field HMC on the limit lattice action",
+                     "p_value": float(p) if isinstance(p, float) and math.isfinite(p) else None,
+                     "verdict": c["verdict"], "note": note})
+    return rows
+
+
 def _run_widths(s, ip, target, log):
     from .ensembles.deformed import DeformedCosNet, width_extrapolation
     from .ensembles.param_chains import IndependenceSampler, ParamHMC, run_param_chain
@@ -292,10 +367,12 @@ def _run_widths(s, ip, target, log):
 
     act = target_action(target)
     act_c = act if act.convention == "C" else act.to("C")
-    base = _base_m2(s["base_m2"], act_c)
+    kin = float(target.get("kinetic", 0.0))
+    base = _base_m2(s["base_m2"], reference_action(target)[0])
     rows, theory = [], None
     for iw, N in enumerate(s["widths"]):
-        theory = DeformedCosNet.from_action(act_c, N, base_m2=base, amplitude=s["amplitude"])
+        theory = DeformedCosNet.from_action(act_c, N, base_m2=base, amplitude=s["amplitude"],
+                                            kinetic=kin)
         sampler = ParamHMC(theory) if s["sampler"] == "hmc" else IndependenceSampler(theory)
         parts = []
         t0 = time.perf_counter()
@@ -326,8 +403,11 @@ def _run_widths(s, ip, target, log):
         ext[f"{o}_fit_p_value"] = fit["p_value"]
         ext[f"{o}_fit_verdict"] = fit["fit_verdict"]
     lim = theory.limit()
+    tc = {"m2": act_c.m2, "g": act_c.g}
+    if "kinetic" in target:
+        tc["kinetic"] = kin
     info = {"label": target["label"], "target": {k: v for k, v in target.items() if k != "label"},
-            "target_convention_C": {"m2": act_c.m2, "g": act_c.g}, "base_m2": base,
+            "target_convention_C": tc, "base_m2": base,
             "sampled_theory": theory.name.replace(f"width-{theory.width}", "width-N"),
             "limit": lim["description"]}
     return rows, ext, info
@@ -383,23 +463,24 @@ def run_param_mcmc(section: dict, out, *, quiet: bool = False) -> dict:
         mass, the sampled theory and its N -> infinity limit, and the comparison ``verdicts``),
         ``rows`` (flat dicts: one per target and width, the field HMC reference and the
         N -> infinity extrapolation with ``<o>_z_vs_hmc`` and ``<o>_verdict``), ``plot``,
-        ``columns`` (the row keys the report shows), ``wall_s`` and ``summary`` rows (label,
-        value, error or None).
+        ``columns`` (the row keys the report shows), ``wall_s``, ``summary`` rows (label,
+        value, error or None) and ``verdict_rows`` (:func:`verdict_rows`, for the run-wide
+        verdict table).
     """
     s = validate_param_mcmc(section)
     out = Path(out)
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     t_start = time.perf_counter()
-    rows, points, plotted, summary = [], [], [], []
+    rows, points, plotted, summary, vrows = [], [], [], [], []
     obs = s["observables"]
     for ip, target in enumerate(s["target"]):
         wrows, ext, info = _run_widths(s, ip, target, log)
         ref = None
         if s["hmc"]:
-            ref = field_hmc_reference(target_action(target), s["n_chains"],
-                                      s["hmc_times"] or 4 * s["n_times"],
+            ref_act, scale = reference_action(target)
+            ref = field_hmc_reference(ref_act, s["n_chains"], s["hmc_times"] or 4 * s["n_times"],
                                       seed=s["seed"] + 1000 * ip, n_therm=max(s["n_therm"], 50),
-                                      observables=obs)
+                                      observables=obs, field_scale=scale)
             ref = {"point": target["label"], **ref}
             cmp_ = compare_to_reference(ext, ref, obs, s["alpha"])
             for o in obs:
@@ -407,6 +488,7 @@ def run_param_mcmc(section: dict, out, *, quiet: bool = False) -> dict:
                 ext[f"{o}_p_vs_hmc"] = cmp_[o]["p_value"]
                 ext[f"{o}_verdict"] = cmp_[o]["verdict"]
             info["verdicts"] = {o: cmp_[o]["verdict"] for o in obs}
+            vrows += verdict_rows(target["label"], ext, cmp_, obs)
             log(f"[param_mcmc] {target['label']}: field HMC " + " ".join(
                 f"{o}={ref[o]:.5g}({ref[o + '_error']:.2g})" for o in obs))
         rows += wrows + ([ref] if ref else []) + [ext]
@@ -431,7 +513,7 @@ def run_param_mcmc(section: dict, out, *, quiet: bool = False) -> dict:
     columns = (["point", "method", "N", "acceptance"] + obs + [f"{o}_tau_int" for o in obs]
                + [f"{o}_z_vs_hmc" for o in obs])
     return {"settings": s, "points": points, "rows": rows, "columns": columns, "plot": str(plot),
-            "wall_s": time.perf_counter() - t_start, "summary": summary}
+            "wall_s": time.perf_counter() - t_start, "summary": summary, "verdict_rows": vrows}
 
 
 def _p(p):

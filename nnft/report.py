@@ -221,13 +221,34 @@ def _holm(pvals):
     return out
 
 
+def _study_verdict_rows(results) -> list:
+    """Tested claims of the config-level studies: each study's result may hold
+    ``verdict_rows`` (dicts with ensemble, N, check, expected, p_value, verdict, note)."""
+    from .studies import STUDIES
+
+    rows = []
+    for table in STUDIES:
+        res = results.get(table)
+        if not isinstance(res, dict):
+            continue
+        for r in res.get("verdict_rows") or []:
+            p = r.get("p_value")
+            rows.append({"ensemble": r.get("ensemble", f"[{table}]"), "N": r.get("N", "-"),
+                         "check": r["check"], "expected": r.get("expected", "-"),
+                         "p_value": float(p) if isinstance(p, (int, float)) else None,
+                         "verdict": r["verdict"], "note": r.get("note", "")})
+    return rows
+
+
 def verdict_table(results, alpha: float = 0.05) -> list:
     """Every tested claim of a run, with its verdict corrected for multiple comparisons.
 
     Each test is calibrated at level ``alpha`` on its own; a run makes many, so a test's
     "inconsistent" stands only when its Holm-adjusted p-value over all tests of the run is
-    below ``alpha`` (otherwise the row says "consistent", noting the correction). Returns
-    dicts with ensemble, N, check, expected, p_value, p_family, verdict, note.
+    below ``alpha`` (otherwise the row says "consistent", noting the correction). The family
+    holds the measurements' tests and the ``verdict_rows`` of the config-level studies
+    (e.g. ``[param_mcmc]``: extrapolation against field HMC). Returns dicts with ensemble, N,
+    check, expected, p_value, p_family, verdict, note.
     """
     rows = []
     for name, ens in results["ensembles"].items():
@@ -264,6 +285,7 @@ def verdict_table(results, alpha: float = 0.05) -> list:
                                  "expected": "cos-net formula"
                                  if res.get("plateau_expected") is not None else "-",
                                  "p_value": None, "verdict": res["verdict"], "note": ""})
+    rows += _study_verdict_rows(results)
     tested = [i for i, r in enumerate(rows) if isinstance(r["p_value"], float)
               and math.isfinite(r["p_value"])
               and r["verdict"] in ("consistent", "inconsistent", "inconclusive")]
