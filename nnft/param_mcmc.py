@@ -190,6 +190,13 @@ def validate_param_mcmc(section) -> dict:
             if t["m2"] <= 0:
                 raise _err(f"param_mcmc.base_m2: 'bare' needs every target m2 > 0 (target "
                            f"{t['label']!r} has {t['m2']}); use 'hartree'")
+    for i, t in enumerate(s["target"]):
+        if t.get("g", t.get("lam")) == 0:  # a quadratic deformation can fail to be normalisable
+            try:
+                _deformed_theory(s, t, 1)
+            except ValueError as e:
+                raise _err(f"param_mcmc.target[{i}]: the deformed density is not normalisable "
+                           f"({e})") from None
     if s["sampler"] not in SAMPLER_KINDS:
         raise _err(f"param_mcmc.sampler: must be one of {list(SAMPLER_KINDS)}, got {s['sampler']!r}")
     for key, lo in (("n_chains", 2), ("n_times", 20), ("n_therm", 0), ("seed", 0)):
@@ -360,8 +367,21 @@ def verdict_rows(label, extrapolated, comparison, observables) -> list:
     return rows
 
 
+def _deformed_theory(s, target, N, base=None):
+    """The deformed width-N cos-net whose N -> infinity limit is ``target`` (``base``: its base
+    mass^2, default from ``s["base_m2"]``)."""
+    from .ensembles.deformed import DeformedCosNet
+
+    act = target_action(target)
+    act_c = act if act.convention == "C" else act.to("C")
+    if base is None:
+        base = _base_m2(s["base_m2"], reference_action(target)[0])
+    return DeformedCosNet.from_action(act_c, N, base_m2=base, amplitude=s["amplitude"],
+                                      kinetic=float(target.get("kinetic", 0.0)))
+
+
 def _run_widths(s, ip, target, log):
-    from .ensembles.deformed import DeformedCosNet, width_extrapolation
+    from .ensembles.deformed import width_extrapolation
     from .ensembles.param_chains import IndependenceSampler, ParamHMC, run_param_chain
     from .observables.gamma import primary_series
 
@@ -371,8 +391,7 @@ def _run_widths(s, ip, target, log):
     base = _base_m2(s["base_m2"], reference_action(target)[0])
     rows, theory = [], None
     for iw, N in enumerate(s["widths"]):
-        theory = DeformedCosNet.from_action(act_c, N, base_m2=base, amplitude=s["amplitude"],
-                                            kinetic=kin)
+        theory = _deformed_theory(s, target, N, base)
         sampler = ParamHMC(theory) if s["sampler"] == "hmc" else IndependenceSampler(theory)
         parts = []
         t0 = time.perf_counter()

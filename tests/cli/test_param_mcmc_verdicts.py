@@ -114,6 +114,18 @@ def test_derivative_term_target(run):
     assert cmp_["G0"]["verdict"] == "inconsistent" and abs(cmp_["G0"]["z"]) > 5, cmp_
 
 
+def test_non_normalisable_quadratic_targets_are_config_errors():
+    """A free target whose deformation has a negative quadratic direction beyond the prior's
+    (negative derivative term, or a base mass far above the target's) is refused up front."""
+    for sec in ({"target": {"shape": [4], "m2": 0.5, "g": 0.0, "kinetic": -0.3}},
+                {"target": {"shape": [4, 4], "m2": 0.5, "g": 0.0}, "base_m2": 3.0}):
+        with pytest.raises(ConfigError, match=r"^param_mcmc.target\[0\]: the deformed density "
+                                              r"is not normalisable .*-1/\(4 V G0\)"):
+            pm.validate_param_mcmc(sec)
+    pm.validate_param_mcmc({"target": {"shape": [4], "m2": 0.5, "g": 0.0, "kinetic": 0.3}})
+    pm.validate_param_mcmc({"target": {"shape": [4], "m2": 0.5, "g": 0.1, "kinetic": -0.3}})
+
+
 @pytest.mark.parametrize("kinetic, words", [
     (-1.0, "param_mcmc.target[0].kinetic: must be > -1"),
     ("x", "param_mcmc.target[0].kinetic: must be a finite number > -1"),
