@@ -112,6 +112,13 @@ def test_derivative_term_validation_and_normalisability():
         M = 0.5 * c * gradient_energy(u[None], 1)[0] * np.ones((2, 2))  # Delta S = a^T M a
         sig2 = 2 * float(np.mean(1.0 / (lat.phat2() + 0.5))) / 2
         assert sign * np.linalg.det(np.eye(2) + 2 * sig2 * M) > 0
+    # the same bound holds without a derivative term (c_2 alone: minimum at p = 0), stricter
+    # than the limit's c_2 > -m^2/2 = -0.25
+    assert -0.25 < bound
+    DeformedCosNet(net, lat, {2: 0.98 * bound})
+    with pytest.raises(ValueError, match="c_2 must exceed -1/\\(4 V G0\\)"):
+        DeformedCosNet(net, lat, {2: 1.02 * bound})
+    DeformedCosNet(LatticeCosNet(width=2, m2=0.5, amplitude="constant"), lat, {2: 1.02 * bound})
     with pytest.raises(ValueError, match="kinetic must exceed -1"):
         DeformedCosNet.from_action(Phi4Action((4,), "C", m2=0.5, g=1.0), 4, kinetic=-1.0)
 
