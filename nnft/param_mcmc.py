@@ -501,6 +501,8 @@ def run_param_mcmc(section: dict, out, *, quiet: bool = False) -> dict:
                                       seed=s["seed"] + 1000 * ip, n_therm=max(s["n_therm"], 50),
                                       observables=obs, field_scale=scale)
             ref = {"point": target["label"], **ref}
+            info["reference"] = {"method": "field HMC", "convention": "C", "m2": ref_act.m2,
+                                 "g": ref_act.g, "field_scale": scale}
             cmp_ = compare_to_reference(ext, ref, obs, s["alpha"])
             for o in obs:
                 ext[f"{o}_z_vs_hmc"] = cmp_[o]["z"]
@@ -516,6 +518,11 @@ def run_param_mcmc(section: dict, out, *, quiet: bool = False) -> dict:
         lab = target["label"]
         summary.append((f"{lab}: sampled", info["sampled_theory"], None))
         summary.append((f"{lab}: N -> infinity limit", info["limit"], None))
+        if ref and ref.get("field_scale", 1.0) != 1.0:
+            summary.append((f"{lab}: field HMC reference",
+                            f"phi^4 (C) of phi' = {ref['field_scale']:.6g} phi with "
+                            f"m'^2={ref_act.m2:.6g}, g'={ref_act.g:.6g}; its observables "
+                            f"converted to phi", None))
         summary.append((f"{lab}: acceptance at N = {', '.join(str(r['N']) for r in wrows)}",
                         ", ".join(f"{r['acceptance']:.3f}" for r in wrows), None))
         for o in obs:

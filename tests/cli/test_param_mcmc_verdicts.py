@@ -104,6 +104,12 @@ def test_derivative_term_target(run):
     assert "(0.6/2) sum_mu (phi(x+mu) - phi(x))^2" in pt["sampled_theory"]
     assert "(1.6/2) sum_mu (d_mu phi)^2" in pt["limit"] and "phi' = sqrt(1.6) phi" in pt["limit"]
     assert pt["target_convention_C"] == {"m2": 0.5, "g": 1.0, "kinetic": 0.6}
+    assert pt["reference"]["field_scale"] == pytest.approx(math.sqrt(1.6))
+    assert pt["reference"]["m2"] == pytest.approx(0.5 / 1.6)
+    assert pt["reference"]["g"] == pytest.approx(1.0 / 1.6 ** 2)
+    assert any(label == "kin: field HMC reference" and "phi' = 1.26491 phi" in v
+               for label, v, _ in res["param_mcmc"]["summary"])
+    assert not any("weak: field HMC reference" in label for label, _, _ in res["param_mcmc"]["summary"])
     rows = [r for r in res["param_mcmc"]["rows"] if r["point"] == "kin"]
     ref, ext = rows[-2], rows[-1]
     assert ref["method"] == "field HMC" and ref["field_scale"] == pytest.approx(math.sqrt(1.6))
