@@ -285,6 +285,21 @@ def eft(ctx) -> dict:
     out["kappa"], out["kappa_error"] = f1["couplings"]["kappa"], f1["errors"]["kappa"]
     if ex is not None:
         out["kappa_z"] = (out["kappa"] - out["kappa_exact"]) / out["kappa_error"]
+    # the residual of the lambda-only prediction (G6c - lambda^2 trees) along the local 6-point
+    # contact: a signed rms in units of G6c, linear in the data (no noise floor), with its
+    # jackknife error; the width scan fits its power law in N
+    shape = t6k["kappa"] / np.sqrt(np.sum(t6k["kappa"] ** 2))
+    res_r = (y6_r @ shape) / np.sqrt(len(t6))
+    out["g6_residual"] = float(y6 @ shape / np.sqrt(len(t6)))
+    out["g6_residual_error"] = float(np.sqrt((b - 1) / b * ((res_r - res_r.mean()) ** 2).sum()))
+    free_r = (R6 @ shape) / np.sqrt(len(t6))
+    out["g6_free_residual"] = float(g6 @ shape / np.sqrt(len(t6)))
+    out["g6_free_residual_error"] = float(np.sqrt((b - 1) / b
+                                                  * ((free_r - free_r.mean()) ** 2).sum()))
+    if ex is not None:
+        out["g6_residual_exact"] = float((ex["g6c"] - ex["pred6"]) @ shape / np.sqrt(len(t6)))
+        out["g6_residual_z"] = ((out["g6_residual"] - out["g6_residual_exact"])
+                                / out["g6_residual_error"])
     # kappa is relevant when the criterion prefers it AND it stands 3 errors clear of zero
     # (the diagonal chi^2 of correlated tuples alone over-rewards an extra coupling)
     out["kappa_significance"] = abs(out["kappa"]) / out["kappa_error"]
@@ -355,6 +370,99 @@ def width_residuals(spec, lattice, widths, *, n_tuples=24, seed=0, t4=None, t6=N
         out[k] = v.tolist()
         if len(widths) >= 2 and np.all(v > 0):
             out[f"slope_{k}"] = float(np.polyfit(lw, np.log(v), 1)[0])
+    return out
+
+
+_SCAN_LAWS = (  # quantity, expected exponent, alternative the data must reject
+    ("lam", -1.0, -2.0), ("kappa", -2.0, -1.0), ("g6_residual", -2.0, -1.0),
+    ("g6_free_residual", -2.0, -1.0))
+
+
+def eft_width_scan(widths, rows, *, alpha=0.01) -> dict:
+    """The eft measurement across the widths of one ensemble: couplings, relevance and the
+    power laws in N of the couplings and of the 6-point residual.
+
+    For a single-hidden-layer net every connected n-point function is a sum over N
+    independent neurons, so ``G4c ~ 1/N`` and ``G6c ~ 1/N^2``: the fitted ``lambda`` falls as
+    1/N, ``kappa`` (from G6c after the lambda^2 trees) as 1/N^2, and the residual of the
+    6-point prediction as 1/N^2. Each law is fitted by :func:`nnft.observables.eft.
+    power_law_fit` on the values with their jackknife errors (independent ensembles per
+    width), tested against its exponent and against the neighbouring one (1/N vs 1/N^2).
+
+    Parameters
+    ----------
+    widths : sequence of int (at least three distinct)
+    rows : sequence of dicts
+        The eft measurement's output at each width (keys ``lam``, ``kappa``, ``g6_residual``
+        with ``_error``, ``chosen``, ``g6_model``, ``verdict``).
+    alpha : float
+        Level of the power-law tests.
+
+    Returns
+    -------
+    dict: ``widths``; per-width lists ``chosen``, ``g6_model``, ``g6_verdict``, ``lam``,
+    ``lam_error``, ``kappa``, ``kappa_error``, ``g6_residual``, ``g6_residual_error``, ...;
+    ``<quantity>_scaling`` (the fit dict: ``slope``, ``slope_error``, ``p_value``,
+    ``alternative_p_value``, ``verdict``); ``exact_slope_g6_residual`` (log-log slope of the
+    exact theory's residual, when available); ``relevant`` (which couplings each width
+    needs) and ``relevant_text``; ``exact_check_chi2``, ``exact_check_p_value`` (measured
+    residual against the exact theory's over the widths: a check of the error bars);
+    ``verdict`` (of the residual's 1/N^2 law; "inconclusive" when a width flags heavy tails
+    and the exact theory does not confirm its error bars).
+    """
+    from ..observables.eft import power_law_fit
+
+    widths = [int(w) for w in widths]
+    if len(widths) != len(rows):
+        raise ValueError("rows: one eft result per width")
+    out = {"widths": widths, "alpha": float(alpha),
+           "quantity": "eft couplings and the G6c residual against the width N"}
+    for k in ("chosen", "g6_model", "verdict", "g6_heavy_tail", "g4_heavy_tail"):
+        out["g6_verdict" if k == "verdict" else k] = [r.get(k) for r in rows]
+    for k, _, _ in _SCAN_LAWS:
+        out[k] = [float(r.get(k, np.nan)) for r in rows]
+        out[f"{k}_error"] = [float(r.get(f"{k}_error", np.nan)) for r in rows]
+    if all("g6_residual_exact" in r for r in rows):
+        out["g6_residual_exact"] = [float(r["g6_residual_exact"]) for r in rows]
+        ex = np.abs(out["g6_residual_exact"])
+        if np.all(ex > 0) and len(set(widths)) >= 2:
+            out["exact_slope_g6_residual"] = float(np.polyfit(np.log(widths), np.log(ex), 1)[0])
+    for k, expo, alt in _SCAN_LAWS:
+        v, e = np.array(out[k]), np.array(out[f"{k}_error"])
+        if len(set(widths)) >= 2 and len(widths) >= 3 and np.all(np.isfinite(v)) \
+                and np.all(e > 0):
+            out[f"{k}_scaling"] = power_law_fit(widths, v, e, expected=expo, alternative=alt,
+                                                alpha=alpha)
+    heavy = any(bool(h) for h in out["g6_heavy_tail"] + out["g4_heavy_tail"])
+    sc = out.get("g6_residual_scaling")
+    out["verdict"] = "inconclusive" if sc is None else sc["verdict"]
+    if "g6_residual_exact" in out:
+        # the exact theory calibrates the error bars: chi^2 of measured - exact over widths
+        from scipy import stats
+
+        z = ((np.array(out["g6_residual"]) - np.array(out["g6_residual_exact"]))
+             / np.array(out["g6_residual_error"]))
+        out["exact_check_chi2"] = float(np.sum(z ** 2))
+        out["exact_check_p_value"] = float(stats.chi2.sf(out["exact_check_chi2"], len(z)))
+    if heavy:
+        if out.get("exact_check_p_value", 0.0) >= alpha:
+            out["note"] = ("heavy-tail flag at some width; error bars validated against the "
+                           f"exact theory (chi2 = {out['exact_check_chi2']:.3g} over "
+                           f"{len(widths)} widths, p = {out['exact_check_p_value']:.3g})")
+        else:
+            out["verdict"] = "inconclusive"
+            out["note"] = "heavy tails at some width: error bars not trusted"
+    # relevance: which truncation each width chose for G4c and G6c
+    g4 = {}
+    g6 = {}
+    for w, c, m in zip(widths, out["chosen"], out["g6_model"]):
+        g4.setdefault(str(c), []).append(w)
+        g6.setdefault(str(m), []).append(w)
+    out["relevant"] = {"G4c": g4, "G6c": g6}
+    out["relevant_text"] = (
+        "G4c: " + "; ".join(f"{m} at N = {', '.join(map(str, ws))}" for m, ws in g4.items())
+        + ". G6c: " + "; ".join(f"{'lambda^2 trees + kappa' if m == 'lambda^2+kappa' else 'lambda^2 trees alone'}"
+                                f" at N = {', '.join(map(str, ws))}" for m, ws in g6.items()))
     return out
 
 
