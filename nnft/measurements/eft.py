@@ -170,6 +170,13 @@ def eft(ctx) -> dict:
     5. Width dependence from the exact theory at ``N x eft_width_factors``: rms residuals of
        the fitted EFT (G4c - fit, G6c - prediction) and of the free theory (G4c, G6c), and
        their log-log slopes (``exact_slope_*``).
+    6. ``g6_residual``: G6c minus the lambda^2 trees of the lambda-only fit, projected on the
+       (unit) shape of the local 6-point contact ``int prod_i K(x_i, y)`` and divided by
+       sqrt(n_tuples) (a signed rms, in units of G6c; linear in the data, so no noise floor),
+       with its jackknife error and exact counterpart (``g6_residual_exact``,
+       ``g6_residual_z``); ``g6_free_residual`` is the same projection of G6c itself. Over
+       three widths or more `nnft run` fits their power laws in N
+       (:func:`eft_width_scan`).
     """
     from ..observables import assess_deviations
     from ..observables.combinatorics import point_multisets
