@@ -484,10 +484,11 @@ def eft_width_scan(widths, rows, *, alpha=0.01) -> dict:
         g4.setdefault(str(c), []).append(w)
         g6.setdefault(str(m), []).append(w)
     out["relevant"] = {"G4c": g4, "G6c": g6}
+    words = {"lambda^2+kappa": "lambda^2 trees + kappa", "lambda^2": "lambda^2 trees alone"}
     out["relevant_text"] = (
         "G4c: " + "; ".join(f"{m} at N = {', '.join(map(str, ws))}" for m, ws in g4.items())
-        + ". G6c: " + "; ".join(f"{'lambda^2 trees + kappa' if m == 'lambda^2+kappa' else 'lambda^2 trees alone'}"
-                                f" at N = {', '.join(map(str, ws))}" for m, ws in g6.items()))
+        + ". G6c: " + "; ".join(f"{words.get(m, m)} at N = {', '.join(map(str, ws))}"
+                                for m, ws in g6.items()))
     return out
 
 
