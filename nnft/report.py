@@ -137,6 +137,8 @@ def _plots(results, out: Path) -> dict:
             made.setdefault(name, []).append(("Two-point function against separation at every "
                                               "width, with the GP kernel", p))
         for key, sc in ens.get("scaling", {}).items():
+            if "m_n" not in sc:  # the eft scan has its own plot (_eft_plot)
+                continue
             fig, ax = plt.subplots(figsize=(5.5, 4))
             N = np.asarray(sc["widths"], float)
             ax.errorbar(N, sc["m_n"], sc["m_n_error"], fmt="o", capsize=2, label=f"{key} measured")
@@ -162,6 +164,12 @@ def _plots(results, out: Path) -> dict:
             plt.close(fig)
             made.setdefault(name, []).append((f"{key} against width (log-log) with the 1/N line",
                                               p))
+        sc = ens.get("scaling", {}).get("eft")
+        if sc:
+            p = _eft_plot(name, sc, out / "plots" / f"{name}-eft.png", plt)
+            made.setdefault(name, []).append(("EFT couplings |lambda|, |kappa| and the G6c "
+                                              "residual against width (log-log) with their "
+                                              "fitted power laws", p))
         cls = [(w, pw[w].get("cluster")) for w in widths if (pw[w].get("cluster") or {}).get("data")]
         if cls:
             fig, ax = plt.subplots(figsize=(6, 4.2))
@@ -323,6 +331,7 @@ def render_markdown(results, plots: dict, out: Path) -> str:
                          [[r["ensemble"], r["N"], r["check"], r["expected"],
                            _fmt(r["p_value"], 3), _fmt(r.get("p_family"), 3), r["verdict"],
                            r["note"]] for r in rows]), ""]
+    lines += _eft_overview(results)
     lines += ["## What nnft measured", "",
               "m_n: mean over point tuples of |G_n - G_n^GP| / |G_n^GP| (full n-point function "
               "against the Gaussian process); its background: the same measure between "
@@ -345,12 +354,15 @@ def render_markdown(results, plots: dict, out: Path) -> str:
         lines += [_table(["N", "generate [s]", "G2 chi2/dof", "G2 max abs z", "m_4", "m_4 background",
                           "G4c vs formula chi2/dof", "m_6", "m_6 background"], rows), ""]
         for key, sc in ens.get("scaling", {}).items():
+            if "m_n" not in sc:  # the eft scan: _eft_lines
+                continue
             if "slope" in sc:
                 lines.append(f"- {key} scaling: slope {sc['slope']:.3f} ± {sc['slope_error']:.3f} "
                              f"(fitted widths {sc['fitted_widths']}, chi2/dof "
                              f"{_fmt(sc['chi2'] / sc['dof']) if sc['dof'] > 0 else 'n/a (2 points)'}); expected -1 for m_4, m_6.")
             else:
                 lines.append(f"- {key}: fewer than two widths stand clear of the background; no fit.")
+        lines += _eft_lines(ens)
         for w in ens["widths"]:
             r = ens["per_width"][w]
             cl = r.get("cluster")
@@ -384,6 +396,104 @@ def render_markdown(results, plots: dict, out: Path) -> str:
               f"- backend: {results['backend']}; total wall time {results['timings']['total_s']:.1f} s",
               "- resolved config: config.toml; every number: results.json; ensembles: stores/", ""]
     return "\n".join(lines)
+
+
+_EFT_LAWS = (("lam", "|lambda|", "o"), ("kappa", "|kappa| (from G6c)", "s"),
+             ("g6_residual", "|G6c residual|", "^"))
+
+
+def _eft_plot(name, sc, path: Path, plt) -> Path:
+    """|lambda|, |kappa| and |G6c - lambda^2 trees| (along the contact) against N, log-log,
+    with the fitted power laws C N^s (dashed where the fit exists)."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    N = np.asarray(sc["widths"], float)
+    for key, label, mk in _EFT_LAWS:
+        v, e = np.abs(np.asarray(sc[key], float)), np.asarray(sc[f"{key}_error"], float)
+        fit = sc.get(f"{key}_scaling")
+        lab = label if not fit else (f"{label}: slope {fit['slope']:.2f} ± "
+                                     f"{fit['slope_error']:.2f}")
+        h = ax.errorbar(N, v, e, fmt=mk, ms=4, capsize=2, label=lab)
+        if fit:
+            ax.plot(N, np.abs(fit["amplitude"]) * N ** fit["slope"], "--", lw=1,
+                    color=h[0].get_color())
+    _width_ticks(ax, sc["widths"])
+    ax.set_yscale("log")
+    ax.set_xlabel("width N")
+    ax.set_ylabel("coupling or residual (input units)")
+    ax.set_title(f"{name}: EFT couplings and 6-point residual against N")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _savefig(fig, path)
+    plt.close(fig)
+    return path
+
+
+def _eft_rows(ens):
+    return [(w, ens["per_width"][w].get("eft")) for w in ens["widths"]
+            if isinstance(ens["per_width"][w].get("eft"), dict)]
+
+
+def _eft_overview(results) -> list:
+    """One line per ensemble with an eft measurement: the relevant couplings."""
+    rows = []
+    for name, ens in results["ensembles"].items():
+        ef = _eft_rows(ens)
+        if not ef:
+            continue
+        g4 = sorted({str(r.get("chosen")) for _, r in ef})
+        g6 = sorted({str(r.get("g6_model")) for _, r in ef if r.get("g6_model")})
+        sc = (ens.get("scaling") or {}).get("eft") or {}
+        law = sc.get("g6_residual_scaling")
+        rows.append([name, ens["arch"], ", ".join(str(w) for w, _ in ef), " / ".join(g4),
+                     " / ".join(g6) or "-",
+                     f"{law['slope']:.2f} ± {law['slope_error']:.2f} ({sc.get('verdict')})"
+                     if law else "-"])
+    if not rows:
+        return []
+    return ["## Relevant couplings by architecture", "",
+            "Minimal local effective action Delta S = int [lambda f^4 + kappa f^6] (no "
+            "factorials) chosen by the information criterion at each width: for G4c (the "
+            "truncations free, lambda, kappa, lambda+kappa) and for G6c (the lambda^2 trees "
+            "alone, or with a kappa contact resolved three errors from zero). Last column: the "
+            "log-log slope in N of the G6c residual after the lambda^2 trees (expected -2).",
+            "", _table(["ensemble", "architecture", "widths N", "G4c needs", "G6c needs",
+                        "G6c residual slope (verdict)"], rows), ""]
+
+
+def _eft_lines(ens) -> list:
+    """The eft measurement at every width (a table) and its width scan."""
+    ef = _eft_rows(ens)
+    if not ef:
+        return []
+    crit = str(ef[0][1].get("criterion", "bic")).upper()
+    body = [[w, r.get("chosen"), _pm(r.get("lam"), r.get("lam_error")),
+             _fmt(r.get("lam_exact")), _pm(r.get("kappa"), r.get("kappa_error")),
+             r.get("g6_model", "-"), _pm(r.get("g6_residual"), r.get("g6_residual_error")),
+             _fmt(r.get("g6_residual_exact")), r.get("verdict", "-")
+             + (" (heavy tails)" if r.get("g6_heavy_tail") else "")] for w, r in ef]
+    lines = ["", f"EFT (measurement eft; minimal action by {crit}; residual: G6c minus the "
+             "lambda^2 trees of the lambda-only fit, signed rms along the local 6-point "
+             "contact; 'exact': the parameter-space theory at the same width):", "",
+             _table(["N", "G4c needs", "lambda", "lambda exact", "kappa (G6c)", "G6c needs",
+                     "G6c residual", "residual exact", "G6c prediction"], body), ""]
+    sc = (ens.get("scaling") or {}).get("eft")
+    if sc:
+        for key, label, _ in _EFT_LAWS:
+            f = sc.get(f"{key}_scaling")
+            if f:
+                lines.append(f"- {label} against N: slope {f['slope']:.3f} ± "
+                             f"{f['slope_error']:.3f} (expected {f['expected']:g}; "
+                             f"p = {_fmt(f['p_value'], 3)} for N^{f['expected']:g}, "
+                             f"p = {_fmt(f.get('alternative_p_value'), 3)} for "
+                             f"N^{f.get('alternative', float('nan')):g}: {f['verdict']})")
+        if "exact_slope_g6_residual" in sc:
+            lines.append(f"- exact theory: slope of the G6c residual "
+                         f"{sc['exact_slope_g6_residual']:.3f}")
+        lines.append(f"- G6c residual falls as 1/N^2: {sc['verdict']}"
+                     + (f" ({sc['note']})" if sc.get("note") else ""))
+        lines.append(f"- relevant couplings: {sc['relevant_text']}")
+    lines.append("")
+    return lines
 
 
 def _mcmc_section(cmp_, out: Path) -> list:

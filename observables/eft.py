@@ -53,6 +53,7 @@ __all__ = [
     "eft_match",
     "local_tuples",
     "perturbative_check",
+    "power_law_fit",
 ]
 
 _VALENCE = {v: k for k, v in COUPLING_NAMES.items()}
@@ -449,9 +450,12 @@ def perturbative_check(source, lattice, interaction, *, order=2, tuples4=None, n
     Returns
     -------
     xarray.Dataset
-        ``g2``, ``g2_error``, ``g2_pt`` (order, site) over all displacements; ``g4c``,
-        ``g4c_error``, ``g4c_pt`` (order, tuple4); ``max_abs_z`` (order). Attrs ``verdict``
-        (of the highest order: Holm over G2 and G4c at level alpha), ``p_value``.
+        ``g2``, ``g2_error``, ``g2_pt`` (order, site) over all displacements; ``g2p``,
+        ``g2p_error``, ``g2p_pt`` (order, mode): the same in momentum space, ``G2(p) = sum_x
+        G2(x) exp(-i p x)`` on the flat FFT modes of the lattice (jackknife errors);
+        ``g4c``, ``g4c_error``, ``g4c_pt`` (order, tuple4); ``max_abs_z`` (order, over G2(x)
+        and G4c), ``max_abs_z_g2p``, ``max_abs_z_g4c`` (order). Attrs ``verdict`` (of the
+        highest order: Holm over G2(x) and G4c at level alpha), ``p_value``.
     """
     import xarray as xr
 
@@ -473,28 +477,133 @@ def perturbative_check(source, lattice, interaction, *, order=2, tuples4=None, n
         tuples4 = np.array([[0, 0, 0, 0], [0, 0, e[0], e[0]], [0, e[0], 0, e[0]],
                             [0, 0, 0, e[0]], [0, e[0], e[-1], e[0] + e[-1]]], dtype=np.int64)
     t4 = np.asarray(tuples4, dtype=np.int64)
-    g2, s2, _ = measure_connected(source, t2, lattice=lattice, n_blocks=n_blocks)
+    g2, s2, r2 = measure_connected(source, t2, lattice=lattice, n_blocks=n_blocks)
     g4, s4, _ = measure_connected(source, t4, lattice=lattice, n_blocks=n_blocks)
     p2 = perturbative_correlator(2, interaction, ctx, t2, order=order, connected=True)["by_order"]
     p4 = perturbative_correlator(4, interaction, ctx, t4, order=order, connected=True)["by_order"]
     c2, c4 = np.cumsum(p2, 0), np.cumsum(p4, 0)
+    # momentum space: G2(p) = sum_x G2(x) exp(-i p x) (real: G2(x) = G2(-x)), jackknife errors
+    shape = tuple(lattice.shape)
+
+    def ft(a):
+        a = np.asarray(a)
+        return np.fft.fftn(a.reshape(a.shape[:-1] + shape),
+                          axes=tuple(range(a.ndim - 1, a.ndim - 1 + len(shape)))).real \
+            .reshape(a.shape)
+
+    g2p, r2p, c2p = ft(g2), ft(r2), ft(c2)
+    nb = r2p.shape[0]
+    s2p = np.sqrt((nb - 1) / nb * ((r2p - r2p.mean(0)) ** 2).sum(0))
     assess_deviations, _ = _public()
-    zmax, verdicts, pv = [], [], []
+    zmax, verdicts, pv, z2p, z4 = [], [], [], [], []
     for k in range(order + 1):
         a = assess_deviations(np.concatenate([g2 - c2[k], g4 - c4[k]]), np.concatenate([s2, s4]),
                               dof=n_blocks - 1, alpha=alpha)
         zmax.append(a["max_abs_z"])
         verdicts.append("consistent" if a["passed"] else "inconsistent")
         pv.append(float(np.min(a["p_adjusted"])))
+        z2p.append(float(np.max(np.abs(g2p - c2p[k]) / s2p)))
+        z4.append(float(np.max(np.abs(g4 - c4[k]) / s4)))
     ds = xr.Dataset({"g2": ("site", g2), "g2_error": ("site", s2),
-                     "g2_pt": (("order", "site"), c2), "g4c": ("tuple4", g4),
+                     "g2_pt": (("order", "site"), c2),
+                     "g2p": ("mode", g2p), "g2p_error": ("mode", s2p),
+                     "g2p_pt": (("order", "mode"), c2p), "g4c": ("tuple4", g4),
                      "g4c_error": ("tuple4", s4), "g4c_pt": (("order", "tuple4"), c4),
                      "max_abs_z": ("order", np.array(zmax)),
+                     "max_abs_z_g2p": ("order", np.array(z2p)),
+                     "max_abs_z_g4c": ("order", np.array(z4)),
                      "points4": (("tuple4", "leg"), t4)},
                     coords={"order": np.arange(order + 1), "site": np.arange(V),
-                            "tuple4": np.arange(len(t4))})
+                            "mode": np.arange(V), "tuple4": np.arange(len(t4))})
     ds.attrs.update({"measurement": "perturbative_check", "verdict": verdicts[-1],
                      "p_value": pv[-1], "order": order, "verdicts_by_order": verdicts,
                      "couplings": str(interaction.couplings),
                      "convention": interaction.convention})
     return ds
+
+
+def power_law_fit(widths, values, errors, *, expected=-2.0, alternative=-1.0, alpha=0.01):
+    """Weighted least-squares fit of ``value(N) = C N^s`` and a test of the exponent.
+
+    The values may have either sign and need not be resolved from zero at every width (the
+    fit is done on the values, not on their logarithms), so the noise floor of the widest
+    ensembles does not bend the slope.
+
+    Parameters
+    ----------
+    widths : array of N (> 0), one independent measurement per width
+    values, errors : arrays
+        The measured quantity at each width and its standard error (> 0).
+    expected : float
+        Exponent under test (e.g. -2 for a 1/N^2 law).
+    alternative : float or None
+        Exponent the data must reject for the verdict "consistent" (e.g. -1): the test has
+        power only when the alternative law is rejected.
+    alpha : float
+        Level of both law tests.
+
+    Returns
+    -------
+    dict: ``slope``, ``slope_error`` (from the curvature of chi^2), ``amplitude``,
+    ``amplitude_error``, ``chi2``, ``dof``, ``fit_p_value`` (the free fit's quality);
+    ``slope_z = (slope - expected) / slope_error``; ``p_value`` of the law ``C N^expected``
+    (amplitude fitted, exponent fixed: chi^2 with n - 1 degrees of freedom);
+    ``alternative_p_value`` of the alternative law; ``verdict``: "inconsistent" when the
+    expected law is rejected at ``alpha``, "consistent" when it is not and the alternative is,
+    "inconclusive" when neither is rejected (the widths or errors cannot tell them apart).
+    """
+    from scipy import optimize, stats
+
+    N = np.asarray(widths, dtype=float)
+    v = np.asarray(values, dtype=float)
+    e = np.asarray(errors, dtype=float)
+    if N.ndim != 1 or not (N.shape == v.shape == e.shape) or len(N) < 3:
+        raise ValueError("widths: widths, values and errors must be 1-d arrays of equal length "
+                         ">= 3")
+    if np.any(N <= 0) or not np.all(np.isfinite(v)) or np.any(~(e > 0)):
+        raise ValueError("errors: widths and errors must be positive, values finite")
+    if len(np.unique(N)) < 2:
+        raise ValueError("widths: need at least two distinct widths")
+    x = np.log(N / np.exp(np.mean(np.log(N))))  # centred: amplitude and slope decorrelate
+
+    def fixed(s):
+        u = np.exp(s * x) / e
+        c = float(np.sum(u * v / e) / np.sum(u * u))
+        return c, float(np.sum((c * u - v / e) ** 2))
+
+    grid = np.linspace(-6, 3, 181)
+    s0 = grid[int(np.argmin([fixed(s)[1] for s in grid]))]
+    c0 = fixed(s0)[0]
+    res = optimize.least_squares(lambda p: (p[0] * np.exp(p[1] * x) - v) / e, [c0, s0],
+                                 method="lm")
+    c, s = res.x
+    J = res.jac
+    try:
+        cov = np.linalg.inv(J.T @ J)
+    except np.linalg.LinAlgError:
+        cov = np.full((2, 2), np.inf)
+    chi2 = float(np.sum(res.fun ** 2))
+    dof = len(N) - 2
+    n_ref = float(np.exp(np.mean(np.log(N))))
+    out = {"slope": float(s), "slope_error": float(np.sqrt(max(cov[1, 1], 0.0))),
+           "amplitude": float(c * n_ref ** (-s)), "reference_width": n_ref,
+           "amplitude_at_reference": float(c),
+           "amplitude_error_at_reference": float(np.sqrt(max(cov[0, 0], 0.0))),
+           "chi2": chi2, "dof": dof,
+           "fit_p_value": float(stats.chi2.sf(chi2, dof)) if dof > 0 else float("nan"),
+           "expected": float(expected)}
+    out["slope_z"] = (out["slope"] - expected) / out["slope_error"] if out["slope_error"] > 0 \
+        else float("nan")
+    _, chi_e = fixed(float(expected))
+    out["p_value"] = float(stats.chi2.sf(chi_e, len(N) - 1))
+    verdict = "inconsistent" if out["p_value"] < alpha else "inconclusive"
+    if alternative is not None:
+        _, chi_a = fixed(float(alternative))
+        out["alternative"] = float(alternative)
+        out["alternative_p_value"] = float(stats.chi2.sf(chi_a, len(N) - 1))
+        if verdict == "inconclusive" and out["alternative_p_value"] < alpha:
+            verdict = "consistent"
+    elif verdict == "inconclusive":
+        verdict = "consistent"
+    out["verdict"] = verdict
+    return out

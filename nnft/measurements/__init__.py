@@ -40,7 +40,8 @@ __all__ = ["REGISTRY", "Context", "Measurement", "Option", "OptionError", "check
 
 
 def width_scan_summary(widths, per_width: dict) -> dict:
-    """1/N scaling fits of m_4, m_6 and |G6c| across the widths of one ensemble."""
+    """1/N scaling fits of m_4, m_6 across the widths of one ensemble, and (key ``eft``, three
+    widths or more) the eft measurement's couplings and 6-point residual against N."""
     from ..observables import scaling_fit
 
     out = {}
@@ -60,4 +61,10 @@ def width_scan_summary(widths, per_width: dict) -> dict:
             entry.update(slope=float(fit["slope"]), slope_error=float(fit["slope_error_scaled"]),
                          chi2=float(fit["chi2"]), dof=int(fit["dof"]))
         out[f"m_{order}"] = entry
+    eft_rows = [per_width[w].get("eft") for w in widths]
+    if len(set(widths)) >= 3 and all(isinstance(r, dict) and "g6_residual" in r
+                                     for r in eft_rows):
+        from .eft import eft_width_scan
+
+        out["eft"] = eft_width_scan(widths, eft_rows)
     return out

@@ -170,6 +170,13 @@ def eft(ctx) -> dict:
     5. Width dependence from the exact theory at ``N x eft_width_factors``: rms residuals of
        the fitted EFT (G4c - fit, G6c - prediction) and of the free theory (G4c, G6c), and
        their log-log slopes (``exact_slope_*``).
+    6. ``g6_residual``: G6c minus the lambda^2 trees of the lambda-only fit, projected on the
+       (unit) shape of the local 6-point contact ``int prod_i K(x_i, y)`` and divided by
+       sqrt(n_tuples) (a signed rms, in units of G6c; linear in the data, so no noise floor),
+       with its jackknife error and exact counterpart (``g6_residual_exact``,
+       ``g6_residual_z``); ``g6_free_residual`` is the same projection of G6c itself. Over
+       three widths or more `nnft run` fits their power laws in N
+       (:func:`eft_width_scan`).
     """
     from ..observables import assess_deviations
     from ..observables.combinatorics import point_multisets
@@ -285,6 +292,22 @@ def eft(ctx) -> dict:
     out["kappa"], out["kappa_error"] = f1["couplings"]["kappa"], f1["errors"]["kappa"]
     if ex is not None:
         out["kappa_z"] = (out["kappa"] - out["kappa_exact"]) / out["kappa_error"]
+    # the residual of the lambda-only prediction (G6c - lambda^2 trees) along the local 6-point
+    # contact: a signed rms in units of G6c, linear in the data (no noise floor), with its
+    # jackknife error; the width scan fits its power law in N
+    shape = t6k["kappa"] / np.sqrt(np.sum(t6k["kappa"] ** 2))
+    res_r = (y6_r @ shape) / np.sqrt(len(t6))
+    out["g6_residual"] = float(y6 @ shape / np.sqrt(len(t6)))
+    out["g6_residual_error"] = float(np.sqrt((b - 1) / b * ((res_r - res_r.mean()) ** 2).sum()))
+    free_r = (R6 @ shape) / np.sqrt(len(t6))
+    out["g6_free_residual"] = float(g6 @ shape / np.sqrt(len(t6)))
+    out["g6_free_residual_error"] = float(np.sqrt((b - 1) / b
+                                                  * ((free_r - free_r.mean()) ** 2).sum()))
+    if ex is not None:
+        out["g6_residual_exact"] = float((ex["g6c"] - ex["pred6"]) @ shape / np.sqrt(len(t6)))
+        out["g6_residual_z"] = ((out["g6_residual"] - out["g6_residual_exact"])
+                                / out["g6_residual_error"])
+        out["g6_free_residual_exact"] = float(ex["g6c"] @ shape / np.sqrt(len(t6)))
     # kappa is relevant when the criterion prefers it AND it stands 3 errors clear of zero
     # (the diagonal chi^2 of correlated tuples alone over-rewards an extra coupling)
     out["kappa_significance"] = abs(out["kappa"]) / out["kappa_error"]
@@ -355,6 +378,117 @@ def width_residuals(spec, lattice, widths, *, n_tuples=24, seed=0, t4=None, t6=N
         out[k] = v.tolist()
         if len(widths) >= 2 and np.all(v > 0):
             out[f"slope_{k}"] = float(np.polyfit(lw, np.log(v), 1)[0])
+    return out
+
+
+_SCAN_LAWS = (  # quantity, expected exponent, alternative the data must reject
+    ("lam", -1.0, -2.0), ("kappa", -2.0, -1.0), ("g6_residual", -2.0, -1.0),
+    ("g6_free_residual", -2.0, -1.0))
+
+
+def eft_width_scan(widths, rows, *, alpha=0.01) -> dict:
+    """The eft measurement across the widths of one ensemble: couplings, relevance and the
+    power laws in N of the couplings and of the 6-point residual.
+
+    For a single-hidden-layer net every connected n-point function is a sum over N
+    independent neurons, so ``G4c ~ 1/N`` and ``G6c ~ 1/N^2``: the fitted ``lambda`` falls as
+    1/N, ``kappa`` (from G6c after the lambda^2 trees) as 1/N^2, and the residual of the
+    6-point prediction as 1/N^2. Each law is fitted by :func:`nnft.observables.eft.
+    power_law_fit` on the values with their jackknife errors (independent ensembles per
+    width), tested against its exponent and against the neighbouring one (1/N vs 1/N^2).
+
+    Parameters
+    ----------
+    widths : sequence of int (at least three distinct)
+    rows : sequence of dicts
+        The eft measurement's output at each width (keys ``lam``, ``kappa``, ``g6_residual``
+        with ``_error``, ``chosen``, ``g6_model``, ``verdict``).
+    alpha : float
+        Level of the power-law tests.
+
+    Returns
+    -------
+    dict: ``widths``; per-width lists ``chosen``, ``g6_model``, ``g6_verdict``, ``lam``,
+    ``lam_error``, ``kappa``, ``kappa_error``, ``g6_residual``, ``g6_residual_error``, ...;
+    ``<quantity>_scaling`` (the fit dict: ``slope``, ``slope_error``, ``p_value``,
+    ``alternative_p_value``, ``verdict``); ``exact_slope_g6_residual`` (log-log slope of the
+    exact theory's residual, when available); ``relevant`` (which couplings each width
+    needs) and ``relevant_text``; ``exact_check_chi2``, ``exact_check_p_value`` (measured
+    residual against the exact theory's over the widths: a check of the error bars);
+    ``verdict`` (of the residual's 1/N^2 law). When a width flags heavy tails a law's
+    verdict is "inconclusive" unless the exact theory confirms its error bars (each
+    ``<quantity>_scaling`` then has ``exact_check_chi2``, ``exact_check_p_value`` and
+    ``verdict_ignoring_tails``; ``notes`` says which).
+    """
+    from ..observables.eft import power_law_fit
+
+    widths = [int(w) for w in widths]
+    if len(widths) != len(rows):
+        raise ValueError("rows: one eft result per width")
+    out = {"widths": widths, "alpha": float(alpha),
+           "quantity": "eft couplings and the G6c residual against the width N"}
+    for k in ("chosen", "g6_model", "verdict", "g6_heavy_tail", "g4_heavy_tail"):
+        out["g6_verdict" if k == "verdict" else k] = [r.get(k) for r in rows]
+    for k, _, _ in _SCAN_LAWS:
+        out[k] = [float(r.get(k, np.nan)) for r in rows]
+        out[f"{k}_error"] = [float(r.get(f"{k}_error", np.nan)) for r in rows]
+    if all("g6_residual_exact" in r for r in rows):
+        out["g6_residual_exact"] = [float(r["g6_residual_exact"]) for r in rows]
+        ex = np.abs(out["g6_residual_exact"])
+        if np.all(ex > 0) and len(set(widths)) >= 2:
+            out["exact_slope_g6_residual"] = float(np.polyfit(np.log(widths), np.log(ex), 1)[0])
+    for k, expo, alt in _SCAN_LAWS:
+        v, e = np.array(out[k]), np.array(out[f"{k}_error"])
+        if len(set(widths)) >= 2 and len(widths) >= 3 and np.all(np.isfinite(v)) \
+                and np.all(e > 0):
+            out[f"{k}_scaling"] = power_law_fit(widths, v, e, expected=expo, alternative=alt,
+                                                alpha=alpha)
+    # heavy tails: a law's verdict stands only when the exact theory confirms the error bars
+    # (chi^2 of measured - exact over the widths); otherwise it is "inconclusive"
+    from scipy import stats
+
+    heavy4 = any(bool(h) for h in out["g4_heavy_tail"])
+    heavy = heavy4 or any(bool(h) for h in out["g6_heavy_tail"])
+    notes = []
+    for k, _, _ in _SCAN_LAWS:
+        f = out.get(f"{k}_scaling")
+        if f is None:
+            continue
+        if all(f"{k}_exact" in r for r in rows):
+            z = ((np.array(out[k]) - np.array([float(r[f"{k}_exact"]) for r in rows]))
+                 / np.array(out[f"{k}_error"]))
+            f["exact_check_chi2"] = float(np.sum(z ** 2))
+            f["exact_check_p_value"] = float(stats.chi2.sf(f["exact_check_chi2"], len(z)))
+        if heavy4 if k == "lam" else heavy:
+            f["verdict_ignoring_tails"] = f["verdict"]
+            if f.get("exact_check_p_value", 0.0) >= alpha:
+                notes.append(f"{k}: heavy-tail flag at some width; error bars validated "
+                             f"against the exact theory (chi2 = {f['exact_check_chi2']:.3g} "
+                             f"over {len(widths)} widths, p = {f['exact_check_p_value']:.3g})")
+            else:
+                f["verdict"] = "inconclusive"
+                notes.append(f"{k}: heavy tails at some width, error bars not trusted")
+    sc = out.get("g6_residual_scaling")
+    out["verdict"] = "inconclusive" if sc is None else sc["verdict"]
+    if sc is not None and "exact_check_chi2" in sc:
+        out["exact_check_chi2"] = sc["exact_check_chi2"]
+        out["exact_check_p_value"] = sc["exact_check_p_value"]
+    if heavy and sc is not None:
+        out["note"] = next((n[len("g6_residual: "):] for n in notes
+                            if n.startswith("g6_residual:")), "")
+    out["notes"] = notes
+    # relevance: which truncation each width chose for G4c and G6c
+    g4 = {}
+    g6 = {}
+    for w, c, m in zip(widths, out["chosen"], out["g6_model"]):
+        g4.setdefault(str(c), []).append(w)
+        g6.setdefault(str(m), []).append(w)
+    out["relevant"] = {"G4c": g4, "G6c": g6}
+    words = {"lambda^2+kappa": "lambda^2 trees + kappa", "lambda^2": "lambda^2 trees alone"}
+    out["relevant_text"] = (
+        "G4c: " + "; ".join(f"{m} at N = {', '.join(map(str, ws))}" for m, ws in g4.items())
+        + ". G6c: " + "; ".join(f"{words.get(m, m)} at N = {', '.join(map(str, ws))}"
+                                for m, ws in g6.items()))
     return out
 
 
