@@ -266,7 +266,7 @@ def erf_float32(x, out=None):
         raise ValueError(f"erf_float32: x must be a float32 array, got {x.dtype}")
     if out is None:
         out = np.empty_like(x)
-    t = np.clip(x, np.float32(-4.0), np.float32(4.0))
+    t = np.clip(x, np.float32(-4.0), np.float32(4.0), out=out)  # out is free until the divide
     x2 = t * t
     p = x2 * _ERF_P[0]
     p += _ERF_P[1]

@@ -23,7 +23,7 @@ from .spectral import lattice_cos_spectral
 
 #: float32 elements per block of the fast generator's evaluation (``generator="fast"``):
 #: a few such temporaries stay in a core's L2 cache
-FAST_BLOCK = 2 ** 15
+FAST_BLOCK = 2 ** 16
 
 
 def _site_tiles(N: int, V: int):

@@ -259,9 +259,10 @@ def params_to(params: dict, xp) -> dict:
 # 64-bit words of the chunk's bit generator (``rng.bit_generator.random_raw``; NumPy only):
 #
 # - normals by Box-Muller, one 64-bit word per pair: the top 40 bits give the radius uniform
-#   ``u = (w >> 24 + 1/2) 2^-40`` in (0, 1) (radius ``sqrt(-2 ln u)`` computed in float64, so the
-#   law is exact up to float32 rounding of the result and a tail cut at |g| = 7.54, probability
-#   4.7e-14 per draw), the low 24 bits the angle ``2 pi (w mod 2^24) 2^-24`` (float32 cos/sin);
+#   ``u = ((w >> 24) + 1/2) 2^-40`` in (0, 1) (``-2 ln u`` computed in float64, its square root in
+#   float32, so the law is exact up to float32 rounding and a tail cut at |g| = 7.54,
+#   probability 4.7e-14 per draw), the low 24 bits the angle ``2 pi (w mod 2^24) 2^-24``
+#   (float32 cos/sin);
 #   a block of ``m`` pairs yields its ``m`` cosines then its ``m`` sines;
 # - uniforms: 32-bit words (two per 64-bit word, low word first), ``u = w 2^-32``;
 # - lattice momenta: Walker alias with integer arithmetic on one 32-bit word ``w``:
@@ -276,6 +277,9 @@ _TWO_M40 = 2.0 ** -40
 _ANGLE32 = np.float32(2.0 * math.pi * 2.0 ** -32)
 _ANGLE24 = np.float32(2.0 * math.pi * 2.0 ** -24)
 _LOW24 = np.uint64(0xFFFFFF)
+_S23 = np.uint64(23)
+_ONE = np.uint64(1)
+_M2LOG_2M41 = 82.0 * math.log(2.0)  # -2 ln 2^-41
 _TWO_M32 = 2.0 ** -32
 
 
@@ -306,28 +310,29 @@ def normal_float32(rng, shape, mu=0.0, sigma=1.0, *, out=None):
     flat = out.reshape(-1)
     n = flat.size
     m_all = (n + 1) // 2
-    s24 = np.uint64(24)
     for s in range(0, m_all, _FAST_BLOCK):
         e = min(s + _FAST_BLOCK, m_all)
         k = e - s
         raw = _raw_words(rng, k)
-        r = (raw >> s24).astype(np.float64)
-        r += 0.5
-        r *= _TWO_M40
+        w = raw >> _S23
+        w |= _ONE  # 2 (w >> 24) + 1: u = (2 (w >> 24) + 1) 2^-41 = ((w >> 24) + 1/2) 2^-40
+        r = w.astype(np.float64)
         np.log(r, out=r)
         r *= -2.0
-        np.sqrt(r, out=r)
+        r += _M2LOG_2M41  # -2 ln u, in float64
         r32 = r.astype(np.float32)
-        ang = (raw & _LOW24).astype(np.float32)  # bits 0..23 (the radius uses 24..63)
+        np.sqrt(r32, out=r32)
+        raw &= _LOW24  # bits 0..23: the angle (the radius uses bits 24..63)
+        ang = raw.astype(np.float32)
         ang *= _ANGLE24
         lo, mid, hi = 2 * s, 2 * s + k, min(2 * e, n)
         c = flat[lo:mid]
         np.cos(ang, out=c)
         c *= r32
         if hi > mid:
-            sn = np.sin(ang[:hi - mid])
+            sn = flat[mid:hi]
+            np.sin(ang[:hi - mid], out=sn)
             sn *= r32[:hi - mid]
-            flat[mid:hi] = sn
     if sigma != 1.0:
         flat *= np.float32(sigma)
     if mu != 0.0:
