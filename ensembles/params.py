@@ -281,6 +281,9 @@ _S23 = np.uint64(23)
 _ONE = np.uint64(1)
 _M2LOG_2M41 = 82.0 * math.log(2.0)  # -2 ln 2^-41
 _TWO_M32 = 2.0 ** -32
+_S32 = np.uint64(32)
+_MASK32 = np.uint64(0xFFFFFFFF)
+_ALIAS_BLOCK = 2 ** 14
 
 
 def _raw_words(rng, m):
@@ -374,13 +377,24 @@ def momentum_alias32(lattice, m2):
 
 
 def alias_draw32(words, thr, alias):
-    """Alias-table draws (int64) from uint32 ``words`` (see :func:`momentum_alias32`)."""
+    """Alias-table draws (int64) from uint32 ``words`` (see :func:`momentum_alias32`).
+
+    ``x = w V`` (exact in uint64): column ``j = x >> 32``, accepted when ``x mod 2^32 <
+    threshold_j`` (else ``alias_j``); processed in cache-sized blocks.
+    """
     V = np.uint64(thr.size)
-    x = words.astype(np.uint64)
-    x *= V
-    j = (x >> np.uint64(32)).astype(np.int64)
-    x &= np.uint64(0xFFFFFFFF)
-    return np.where(x < thr[j], j, alias[j])
+    out = np.empty(words.size, dtype=np.int64)
+    for s in range(0, words.size, _ALIAS_BLOCK):
+        e = min(s + _ALIAS_BLOCK, words.size)
+        x = words[s:e].astype(np.uint64)
+        x *= V
+        j = (x >> _S32).view(np.int64)  # < V: the same bits as int64
+        x &= _MASK32
+        accept = x < np.take(thr, j)
+        o = out[s:e]
+        np.take(alias, j, out=o)
+        np.copyto(o, j, where=accept)
+    return out
 
 
 def _amplitudes_fast(rng, n, N, D, kind, s):

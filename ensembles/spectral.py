@@ -93,7 +93,7 @@ def lattice_cos_spectral(params: dict, lattice, xp=np, *, block=None):
     for s in range(0, n, nb):
         e = min(s + nb, n)
         if fast:
-            out[s:e] = _spectral_block_float32(k[s:e], c[s:e], a[s:e], tabs, shape)
+            _spectral_block_float32(k[s:e], c[s:e], a[s:e], tabs, shape, out[s:e])
         else:
             out[s:e] = _spectral_block(k[s:e], c[s:e], a[s:e], tabs, shape, xp)
     return out
@@ -103,58 +103,55 @@ _TABLES32: dict = {}
 
 
 def _tables32(lattice):
-    """:func:`_tables` with the weight factors and phases in float32 (the fast generator)."""
+    """Tables of the float32 path: per momentum (C order) twice its half-spectrum bin (int64),
+    ``V fac`` and ``V fac sign`` (float32; ``fac`` 1 on self-conjugate planes else 1/2, ``sign``
+    -1 where the conjugate bin is used; the factor V of ``phi = V irfftn(H)`` folded in), the
+    origin phases (float32 or None) and the self-conjugate planes."""
     key = (tuple(lattice.shape), lattice.spacing, tuple(lattice.origin))
     if key not in _TABLES32:
         half_shape, target, fr, fi, phase, planes = _tables(lattice)
+        V = float(np.prod(lattice.shape))
         if len(_TABLES32) > 32:
             _TABLES32.clear()
-        _TABLES32[key] = (half_shape, target, fr.astype(np.float32), fi.astype(np.float32),
+        _TABLES32[key] = (half_shape, 2 * target, (V * fr).astype(np.float32),
+                          (V * fi).astype(np.float32),
                           None if phase is None else phase.astype(np.float32), planes)
     return _TABLES32[key]
 
 
-def _spectral_block_float32(k, c, a, tabs, shape):
-    """:func:`_spectral_block` for float32 phases and amplitudes (``generator="fast"``, NumPy):
-    phasors ``cos c``, ``sin c`` and their weights in float32, scatter-add and FFT in float64."""
-    half_shape, target, fr, fi, phase, planes = tabs
+def _spectral_block_float32(k, c, a, tabs, shape, out):
+    """:func:`_spectral_block` for float32 phases and amplitudes (``generator="fast"``, NumPy),
+    written into ``out`` (n, D, *shape): phasors ``cos c``, ``sin c`` and their weights in
+    float32, one scatter-add into interleaved (re, im) float64 bins (the complex half spectrum
+    itself) and a float64 inverse FFT."""
+    half_shape, target2, fr, fi, phase, planes = tabs
     n, N = k.shape
     D = a.shape[1]
     d = len(shape)
     Vh = int(np.prod(half_shape))
     theta = c if phase is None else c + phase[k]
-    wr = np.cos(theta)
-    wr *= fr[k]
-    wi = np.sin(theta)
-    wi *= fi[k]
-    idx = target[k]
-    if D == 1:
-        idx += (np.arange(n, dtype=np.int64) * Vh)[:, None]
-        a1 = a[:, 0, :]
-        wr *= a1
-        wi *= a1
-    else:
-        idx = idx[:, None, :] + (np.arange(n * D, dtype=np.int64) * Vh).reshape(n, D, 1)
-        wr = a * wr[:, None, :]
-        wi = a * wi[:, None, :]
-    nb = n * D * Vh
-    # one scatter-add into interleaved (re, im) bins: the result is the complex array itself
-    idx = idx.reshape(-1)
-    idx2 = np.empty(2 * idx.size, dtype=np.int64)
-    np.multiply(idx, 2, out=idx2[:idx.size])
-    np.add(idx2[:idx.size], 1, out=idx2[idx.size:])
-    w2 = np.empty(2 * idx.size, dtype=np.float64)
-    w2[:idx.size] = wr.reshape(-1)
-    w2[idx.size:] = wi.reshape(-1)
-    H = np.bincount(idx2, weights=w2, minlength=2 * nb).view(np.complex128)
+    cr = np.cos(theta)
+    cr *= fr[k]
+    ci = np.sin(theta)
+    ci *= fi[k]
+    m = n * D * N
+    idx = np.empty(2 * m, dtype=np.int64)  # 2 * bin (real parts), then 2 * bin + 1 (imaginary)
+    w = np.empty(2 * m, dtype=np.float64)
+    lo = idx[:m].reshape(n, D, N)
+    np.take(target2, k, out=lo[:, 0, :])
+    if D > 1:
+        lo[:, 1:, :] = lo[:, :1, :]
+    lo += (np.arange(n * D, dtype=np.int64) * (2 * Vh)).reshape(n, D, 1)
+    np.add(idx[:m], 1, out=idx[m:])
+    np.multiply(a, cr[:, None, :], out=w[:m].reshape(n, D, N))
+    np.multiply(a, ci[:, None, :], out=w[m:].reshape(n, D, N))
+    H = np.bincount(idx, weights=w, minlength=2 * n * D * Vh).view(np.complex128)
     H = H.reshape((n, D) + half_shape)
     other = tuple(range(2, 1 + d))
     for j in planes:
         P = H[..., j]
         H[..., j] = 0.5 * (P + np.conj(_reverse_axes(P, other, np)))
-    phi = np.fft.irfftn(H, s=shape, axes=tuple(range(2, 2 + d)))
-    phi *= int(np.prod(shape))
-    return phi
+    np.fft.irfftn(H, s=shape, axes=tuple(range(2, 2 + d)), out=out)
 
 
 def _spectral_block(k, c, a, tabs, shape, xp):
