@@ -266,7 +266,8 @@ def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, se
     chunks : iterable of int, optional
         Only make these chunks (the rest stay missing); for splitting work by hand.
     dtype : {"float64", "float32"}
-        Storage dtype (computation is float64).
+        Storage dtype (computation in float64, or float32 with ``generator="fast"``; a float32
+        store holds the fields rounded to float32, measurements accumulate in float64).
     method : {"auto", "dense", "spectral", "cuda", "fused"}
         Evaluation path (see :func:`chunk_fields`). "fused" (GaussNet, ErfNet, ReLUNet, TanhNet):
         parameters from the counter-based Philox stream, generated inside the GPU kernel with
