@@ -102,7 +102,8 @@ def _moment_z(samples, exact):
 # GaussNet at sigma_b = sigma_w = 1 has lognormal tails: its sample fourth moment converges too
 # slowly for a z-test (the reference generator fails it as often); a tamer one is tested.
 SINGLE = [E.ErfNet(4), E.ReLUNet(4, sigma_b=0.0), E.GaussNet(4, sigma_w=0.5, sigma_b=0.5),
-          E.TanhNet(3, sigma_b=0.5, components=2)]
+          E.TanhNet(3, sigma_b=0.5, components=2), E.CorrelatedNet(4, rho=0.4),
+          E.ScaleMixtureNet(4, shape=3.0)]
 
 
 @pytest.mark.parametrize("spec", SINGLE, ids=lambda s: type(s).__name__)
