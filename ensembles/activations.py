@@ -232,3 +232,83 @@ def cuda_expression(activation: str) -> str:
 def is_odd(activation: str) -> bool:
     """True for registered activations known to be odd functions (zero mean under N(0, v))."""
     return activation.strip() in ("erf", "tanh", "sin", "identity")
+
+
+# -- float32 activations of the "fast" generator -------------------------------------------------
+
+# erf(x) ~ x P(x^2) / Q(x^2) on [-4, 4] (the float32 rational approximation of Eigen/XLA);
+# |x| > 4 clamps to 4 (erf(4) = 1 - 1.5e-8 rounds to 1 in float32).
+_ERF_P = tuple(np.float32(v) for v in (
+    -2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+    -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02))
+_ERF_Q = tuple(np.float32(v) for v in (
+    -1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+    -1.42647390514189e-02))
+#: measured bound on |erf_float32(x) - erf(x)| over float32 x (tests/ensembles/test_fast_generator.py)
+ERF_FLOAT32_MAX_ABS_ERROR = 5e-7
+
+
+def erf_float32(x, out=None):
+    """erf of a float32 array by a rational approximation, about 10x faster than scipy's erf.
+
+    ``erf(x) = x P(x^2)/Q(x^2)`` with ``x`` clamped to [-4, 4] (degrees 6/4 in ``x^2``). The
+    absolute error is below :data:`ERF_FLOAT32_MAX_ABS_ERROR` (5e-7, a few float32 ulp of 1) for
+    every float32 ``x``; the result is odd and within [-1, 1].
+
+    Parameters
+    ----------
+    x : float32 ndarray
+    out : float32 ndarray, optional
+        May be ``x`` itself (then ``x`` is overwritten).
+    """
+    x = np.asarray(x)
+    if x.dtype != np.float32:
+        raise ValueError(f"erf_float32: x must be a float32 array, got {x.dtype}")
+    if out is None:
+        out = np.empty_like(x)
+    t = np.clip(x, np.float32(-4.0), np.float32(4.0), out=out)  # out is free until the divide
+    x2 = t * t
+    p = x2 * _ERF_P[0]
+    p += _ERF_P[1]
+    for a in _ERF_P[2:]:
+        p *= x2
+        p += a
+    p *= t
+    q = x2 * _ERF_Q[0]
+    q += _ERF_Q[1]
+    for b in _ERF_Q[2:]:
+        q *= x2
+        q += b
+    np.divide(p, q, out=out)
+    np.clip(out, np.float32(-1.0), np.float32(1.0), out=out)
+    return out
+
+
+_FAST32 = {
+    "relu": lambda z: np.maximum(z, np.float32(0.0), out=z),
+    "tanh": lambda z: np.tanh(z, out=z),
+    "erf": lambda z: erf_float32(z, out=z),
+    "sin": lambda z: np.sin(z, out=z),
+    "cos": lambda z: np.cos(z, out=z),
+    "identity": lambda z: z,
+    "exp": lambda z: np.exp(z, out=z),
+}
+
+
+def compile_activation_float32(activation: str):
+    """A callable ``act(z)`` for float32 NumPy arrays (may work in place; returns float32).
+
+    The named activations of :data:`_FAST32` use float32 kernels (``erf`` uses
+    :func:`erf_float32`); other names and expressions are evaluated by the NumPy expression
+    compiler (float32 in, float32 out; scipy's erf in expressions) and cast back to float32.
+    """
+    name = activation.strip()
+    if name in _FAST32:
+        return _FAST32[name]
+    f = _build(_parse(expression_of(name)), np)
+
+    def act(z):
+        r = f(z)
+        return np.asarray(r, dtype=np.float32) if np.ndim(r) else np.full_like(z, r)
+
+    return act

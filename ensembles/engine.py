@@ -13,6 +13,13 @@ on CuPy the parameters are generated inside the evaluation kernel (never stored)
 parameters are generated with the vectorised Philox and evaluated in float64. The two backends
 then draw the same parameters (float32 values, up to a few ulp of Box-Muller rounding); the store
 records bit generator "Philox4x32-10 (in-kernel)" and ``extra["method"] = "fused"``.
+
+``generator="fast"`` (NumPy; single-layer nets and LatticeCosNet): chunk ``k`` still comes from
+``chunk_rng(seed, k)`` only, but its parameters are drawn in float32 from the generator's raw
+64-bit words (``params.draw_params_fast``: Box-Muller normals, integer alias draws) and evaluated
+in float32 (``evaluate.evaluate_fast``; fields returned in float64). Same law, a different
+random stream, 2-7x faster on a CPU core (benchmarks/results/generation-*.md); the store records
+``extra["generator"] = "fast"``, and resuming or repairing it uses the same generator.
 """
 from __future__ import annotations
 
@@ -23,12 +30,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .evaluate import _check_block, evaluate
-from .params import draw_params
+from .evaluate import _check_block, evaluate, evaluate_fast
+from .params import draw_params, draw_params_fast, fast_supported
 from .specs import LatticeCosNet, Spec, spec_from_dict
 
 ENGINE_VERSION = 1
 METHODS = ("auto", "dense", "spectral", "cuda", "fused")
+#: parameter stream and evaluation precision: "reference" (float64, the default) or "fast"
+GENERATORS = ("reference", "fast")
 FUSED_BIT_GENERATOR = "Philox4x32-10 (in-kernel)"
 
 
@@ -74,16 +83,37 @@ def _fused_chunk(spec, lattice, n, key, xp, block, out_dtype):
     return evaluate(spec, fused_params(spec, n, key), lattice, np, block=block, method="dense")
 
 
+def check_generator(generator, spec=None, method="auto", xp=np):
+    """``generator`` validated against the spec, method and backend (ValueError otherwise)."""
+    if generator not in GENERATORS:
+        raise ValueError(f"generator must be one of {GENERATORS}, got {generator!r}")
+    if generator == "fast":
+        if spec is not None and not fast_supported(spec):
+            raise ValueError(f"generator='fast' supports the single-layer nets and "
+                             f"LatticeCosNet/MassMixtureCosNet, not {type(spec).__name__}")
+        if method in ("cuda", "fused"):
+            raise ValueError(f"generator='fast' is a CPU path: use method 'auto', 'dense' or "
+                             f"'spectral', not {method!r}")
+        if xp is not np:
+            raise ValueError("generator='fast' runs on the NumPy backend only (on a GPU use "
+                             "method='fused')")
+    return generator
+
+
 def chunk_fields(spec: Spec, lattice, n: int, rng, xp=np, *, block=None, method="auto",
-                 out_dtype=None):
+                 out_dtype=None, generator="reference"):
     """Draw ``n`` networks from ``rng`` and return their fields ``(n, [D], *lattice.shape)``.
 
     ``method``: "auto" (CuPy fused kernels on the GPU, spectral for LatticeCosNet), "dense",
     "spectral", "cuda" or "fused" (then ``rng`` is the chunk's Philox key ``(k0, k1)``, see
     ``philox.fused_key``, or its SeedSequence; ``out_dtype`` lets the CuPy kernel write float32
-    directly).
+    directly). ``generator="fast"``: float32 parameters and evaluation (module docstring).
     """
     shape = (n,) + (() if spec.components is None else (spec.n_components,)) + tuple(lattice.shape)
+    if generator == "fast":
+        check_generator(generator, spec, method, xp)
+        params = draw_params_fast(spec, lattice, n, rng, xp)
+        return evaluate_fast(spec, params, lattice, block=block, method=method).reshape(shape)
     if method == "fused":
         return _fused_chunk(spec, lattice, n, rng, xp, block, out_dtype).reshape(shape)
     params = draw_params(spec, lattice, n, rng, xp)
@@ -100,7 +130,7 @@ def chunk_fields(spec: Spec, lattice, n: int, rng, xp=np, *, block=None, method=
 
 
 def make_chunk_function(spec: Spec, lattice, seed: int, xp=np, *, block=None, method="auto",
-                        dtype="float64"):
+                        dtype="float64", generator="reference"):
     """``make_chunk(k, start, stop)`` for ``fill_store``/``run_chunks`` (chunk k from its own stream)."""
     L = _lattice_api()
     if block is not None:  # None: each evaluator picks its backend's default
@@ -114,19 +144,22 @@ def make_chunk_function(spec: Spec, lattice, seed: int, xp=np, *, block=None, me
         else:
             rng = L.chunk_rng(seed, k, xp)
         phi = chunk_fields(spec, lattice, stop - start, rng, xp, block=block, method=method,
-                           out_dtype=str(np.dtype(dtype)))
+                           out_dtype=str(np.dtype(dtype)), generator=generator)
         return phi.astype(dtype, copy=False)
 
     return make_chunk
 
 
-def _open_store(store, spec, lattice, n_samples, chunk, seed, xp, dtype, method="auto"):
+def _open_store(store, spec, lattice, n_samples, chunk, seed, xp, dtype, method="auto",
+                generator="reference"):
     L = _lattice_api()
     extra = {"engine": "nnft.ensembles", "engine_version": ENGINE_VERSION}
     bitgen = L.bit_generator_name(xp)
     if method == "fused":
         extra["method"] = "fused"
         bitgen = FUSED_BIT_GENERATOR
+    if generator != "reference":
+        extra["generator"] = generator
     kw = dict(components=spec.components, source="network", spec=spec.to_dict(), seed=seed,
               backend=L.backend_name(xp), bit_generator=bitgen, dtype=dtype, extra=extra)
     if isinstance(store, L.FieldStore):
@@ -144,10 +177,18 @@ def _open_store(store, spec, lattice, n_samples, chunk, seed, xp, dtype, method=
             diffs.append(f"source: store has {store.source!r}, expected 'network'")
         if store.bit_generator is not None and store.bit_generator != bitgen:
             diffs.append(f"bit_generator: store has {store.bit_generator!r}, expected {bitgen!r}")
+        if store_generator(store) != generator:
+            diffs.append(f"generator: store has {store_generator(store)!r}, expected "
+                         f"{generator!r}")
         if diffs:
             raise L.StoreMismatchError(f"store {str(store.path)!r} does not match: " + "; ".join(diffs))
     else:
         store = L.FieldStore.open_or_create(store, lattice, n_samples, chunk, **kw)
+        if store_generator(store) != generator:  # an existing store made by the other generator
+            raise L.StoreMismatchError(
+                f"store {str(store.path)!r} was generated with generator="
+                f"{store_generator(store)!r}; resuming with {generator!r} would mix random "
+                f"streams (pass generator={store_generator(store)!r})")
     if store.backend is not None and store.backend != kw["backend"]:
         raise L.StoreMismatchError(
             f"store {str(store.path)!r} was generated with backend {store.backend!r}; resuming with "
@@ -155,6 +196,11 @@ def _open_store(store, spec, lattice, n_samples, chunk, seed, xp, dtype, method=
     if store.seed is None:
         raise L.StoreError(f"store {str(store.path)!r} records no seed; cannot regenerate chunks")
     return store
+
+
+def store_generator(store) -> str:
+    """The generator that made a network store: ``"fast"`` or ``"reference"`` (older stores)."""
+    return (getattr(store, "extra", None) or {}).get("generator", "reference")
 
 
 class StoreRepairWarning(UserWarning):
@@ -182,7 +228,8 @@ def _prepare_resume(store, chunks=None):
 
 def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, seed=None,
              backend=None, callback=None, block=None, progress: bool = False, client=None,
-             chunks=None, dtype="float64", method="auto", threads=None, writer_threads=None):
+             chunks=None, dtype="float64", method="auto", threads=None, writer_threads=None,
+             generator="reference"):
     """Generate ``n_samples`` field configurations of the network ensemble ``spec`` on ``lattice``.
 
     Parameters
@@ -219,7 +266,8 @@ def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, se
     chunks : iterable of int, optional
         Only make these chunks (the rest stay missing); for splitting work by hand.
     dtype : {"float64", "float32"}
-        Storage dtype (computation is float64).
+        Storage dtype (computation in float64, or float32 with ``generator="fast"``; a float32
+        store holds the fields rounded to float32, measurements accumulate in float64).
     method : {"auto", "dense", "spectral", "cuda", "fused"}
         Evaluation path (see :func:`chunk_fields`). "fused" (GaussNet, ErfNet, ReLUNet, TanhNet):
         parameters from the counter-based Philox stream, generated inside the GPU kernel with
@@ -232,6 +280,13 @@ def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, se
         call ``callback``) while the next chunks are computed (None: 1 with CuPy, 0 = in the
         calling thread with NumPy). With more than one, sinks may run out of order. Never changes
         results.
+    generator : {"reference", "fast"}
+        "reference" (default): float64 parameters and evaluation, the stream of every store
+        written before. "fast" (NumPy; single-layer nets, LatticeCosNet, MassMixtureCosNet):
+        float32 parameters drawn from the raw words of the chunk's generator (Box-Muller
+        normals, integer alias momenta) and float32 evaluation (rational erf, BLAS sums,
+        float32 phasors); the same law to float32 rounding, a different stream, 2-7x faster
+        per core. Recorded in the store (``extra["generator"]``); see docs/generation.md.
 
     Returns
     -------
@@ -246,6 +301,8 @@ def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, se
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    xp = L.get_xp(backend)
+    check_generator(generator, spec, method, xp)
     if method == "fused":
         from .cuda import fused_supported
 
@@ -267,7 +324,7 @@ def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, se
             raise ValueError(f"chunks: indices {bad} out of range 0..{n_chunks - 1}")
     if store is not None:
         store = _open_store(store, spec, lattice, int(n_samples), int(chunk), seed, xp, dtype,
-                            method)
+                            method, generator)
         seed = store.seed
         _prepare_resume(store, chunks)
     seed = L.resolve_seed(seed)
@@ -276,9 +333,9 @@ def generate(spec, lattice, n_samples: int, store=None, *, chunk: int = 4096, se
             raise ValueError("client: distributed generation needs a store and no callback")
         return _generate_distributed(spec, lattice, store, seed, client, backend=L.backend_name(xp),
                                      block=block, method=method, dtype=dtype, chunks=chunks,
-                                     progress=progress)
+                                     progress=progress, generator=generator)
     make_chunk = make_chunk_function(spec, lattice, seed, xp, block=block, method=method,
-                                     dtype=dtype)
+                                     dtype=dtype, generator=generator)
     desc = f"{type(spec).__name__} N={getattr(spec, 'width', '?')}"
     threads = _check_threads(threads, xp)
     writer_threads = _check_writer_threads(writer_threads, xp)
@@ -417,7 +474,8 @@ def run_pipeline(todo, bounds, make_chunk, sink, *, threads=1, progress=False,
                 advance()
 
 
-def _write_chunks_task(spec_dict, lattice_dict, path, seed, chunks, backend, block, method, dtype):
+def _write_chunks_task(spec_dict, lattice_dict, path, seed, chunks, backend, block, method, dtype,
+                      generator="reference"):
     """Dask task: open the store and write the given chunks (runs on a worker)."""
     L = _lattice_api()
     spec = spec_from_dict(spec_dict)
@@ -425,20 +483,21 @@ def _write_chunks_task(spec_dict, lattice_dict, path, seed, chunks, backend, blo
     store = L.FieldStore.open(path, mode="r+", check=False)  # the client checked the files
     xp = L.get_xp(backend)
     make_chunk = make_chunk_function(spec, lattice, seed, xp, block=block, method=method,
-                                     dtype=dtype)
+                                     dtype=dtype, generator=generator)
     todo = [k for k in chunks if not store.is_chunk_complete(k)]
     run_pipeline(todo, store.chunk_range, make_chunk, store.write_chunk, threads=1)
     return list(chunks)
 
 
 def _generate_distributed(spec, lattice, store, seed, client, *, backend, block, method, dtype,
-                          chunks=None, progress=False, chunks_per_task=1):
+                          chunks=None, progress=False, chunks_per_task=1, generator="reference"):
     L = _lattice_api()
     todo = store.missing_chunks() if chunks is None else [
         k for k in chunks if not store.is_chunk_complete(k)]
     groups = [todo[i:i + chunks_per_task] for i in range(0, len(todo), chunks_per_task)]
     futures = [client.submit(_write_chunks_task, spec.to_dict(), lattice.to_dict(), str(store.path),
-                             seed, g, backend, block, method, dtype, pure=False) for g in groups]
+                             seed, g, backend, block, method, dtype, generator, pure=False)
+               for g in groups]
     from distributed import as_completed
 
     with L.progress_bar(len(todo), "generating (distributed)", progress) as advance:
@@ -450,7 +509,7 @@ def _generate_distributed(spec, lattice, store, seed, client, *, backend, block,
 
 def generate_distributed(spec, lattice, n_samples: int, store, client, *, chunk: int = 4096,
                          seed=None, backend=None, block=None, progress: bool = False, chunks=None,
-                         dtype="float64", method="auto"):
+                         dtype="float64", method="auto", generator="reference"):
     """:func:`generate` on a dask.distributed ``client``: one task per missing chunk.
 
     Each task opens the preallocated store and writes whole chunks (Zarr chunk = sample chunk), so
@@ -458,4 +517,4 @@ def generate_distributed(spec, lattice, n_samples: int, store, client, *, chunk:
     """
     return generate(spec, lattice, n_samples, store, chunk=chunk, seed=seed, backend=backend,
                     block=block, progress=progress, client=client, chunks=chunks, dtype=dtype,
-                    method=method)
+                    method=method, generator=generator)

@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activations import compile_activation
+from .activations import compile_activation, compile_activation_float32
 from .blocking import DEFAULT_BLOCK, GPU_BLOCK, TILE_ELEMENTS, check_block  # noqa: F401
 from .specs import (ContinuumCosNet, DeepMLP, GaussianCosNet, GaussNet, LatticeCosNet, Spec,
                     _SingleLayer)
 from .spectral import lattice_cos_spectral
+
+
+#: float32 elements per block of the fast generator's evaluation (``generator="fast"``):
+#: a few such temporaries stay in a core's L2 cache
+FAST_BLOCK = 2 ** 16
 
 
 def _site_tiles(N: int, V: int):
@@ -159,3 +164,84 @@ def _exp_act(xp):
     if xp is np:
         return lambda z: np.exp(z, out=z)
     return xp.exp
+
+
+# -- the "fast" generator: float32 evaluation ------------------------------------------------------
+
+def dense_single_layer_float32(W0, b0, W1, b1, X, activation, *, block=None, shift=None):
+    """Float32 evaluation of single-hidden-layer networks (``generator="fast"``, NumPy).
+
+    Same formula as :func:`dense_single_layer` with float32 parameters: the pre-activations
+    ``W0 . x + b0 [- shift]`` and the activation are computed in float32 in site-major blocks
+    ``(networks, sites, neurons)`` (long contiguous inner loops), the output sum over neurons by
+    one BLAS matrix-vector product per network (float32), the output bias added in float64.
+    Blocks hold at most ``block`` float32 elements (default :data:`FAST_BLOCK`, cache-sized);
+    each network is computed the same way for every ``block`` (bit-identical results).
+
+    Parameters
+    ----------
+    W0 : float32 (n, N, d)
+    b0 : float32 (n, N)
+    W1 : float32 (n, D, N)
+    b1 : (n, D) or None
+    X : (V, d) positions
+    activation : str
+        Name or expression (``activations.compile_activation_float32``).
+    shift : (V,) or None
+        Subtracted from the pre-activation (Gauss-net normalisation).
+
+    Returns
+    -------
+    float64 ndarray (n, D, V)
+    """
+    block = FAST_BLOCK if block is None else check_block(block)
+    act = compile_activation_float32(activation)
+    n, N, d = W0.shape
+    D = W1.shape[1]
+    V = X.shape[0]
+    out = np.empty((n, D, V), dtype=np.float64)
+    X32 = np.asarray(X, dtype=np.float32)
+    sh32 = None if shift is None else np.asarray(shift, dtype=np.float32)
+    W1T = W1.transpose(0, 2, 1)  # (n, N, D), Fortran-ordered matrices: BLAS transposed operand
+    for tile in _site_tiles(N, V):
+        Vt = tile.stop - tile.start
+        nb = max(1, block // (N * Vt))
+        xt = X32[tile]  # (Vt, d)
+        for s in range(0, n, nb):
+            e = min(s + nb, n)
+            z = np.multiply(W0[s:e, None, :, 0], xt[None, :, 0, None])  # (nb, Vt, N)
+            for j in range(1, d):
+                z += W0[s:e, None, :, j] * xt[None, :, j, None]
+            z += b0[s:e, None, :]
+            if sh32 is not None:
+                z -= sh32[tile, None]
+            h = act(z)
+            y = np.matmul(h, W1T[s:e])  # (nb, Vt, D) float32
+            o = out[s:e, :, tile]
+            o[...] = y.transpose(0, 2, 1)
+            if b1 is not None:
+                o += np.asarray(b1[s:e], dtype=np.float64)[:, :, None]
+    return out
+
+
+def evaluate_fast(spec: Spec, params: dict, lattice, *, block=None, method="auto"):
+    """Fields (n, D, V), float64, of parameters drawn by ``params.draw_params_fast`` (NumPy).
+
+    Single-layer nets: :func:`dense_single_layer_float32`; LatticeCosNet: the spectral path with
+    float32 phasors (``method="dense"``: the direct float64 evaluation, the reference).
+    """
+    if isinstance(spec, LatticeCosNet):
+        return evaluate(spec, params, lattice, np, block=block, method=method)
+    if method == "spectral":
+        raise ValueError(f"method='spectral' is only available for LatticeCosNet, not "
+                         f"{type(spec).__name__}")
+    X = np.asarray(lattice.positions(np), dtype=np.float64)
+    if isinstance(spec, GaussNet):
+        return dense_single_layer_float32(params["W0"], params["b0"], params["W1"],
+                                          params["b1"], X, "exp", block=block,
+                                          shift=gauss_shift(spec, X, np))
+    if isinstance(spec, _SingleLayer):
+        return dense_single_layer_float32(params["W0"], params["b0"], params["W1"],
+                                          params["b1"], X, spec.activation_expr, block=block)
+    raise ValueError(f"generator='fast' supports the single-layer nets and LatticeCosNet, not "
+                     f"{type(spec).__name__}")

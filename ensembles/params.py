@@ -251,3 +251,230 @@ def params_to(params: dict, xp) -> dict:
     for key, v in params.items():
         out[key] = [xp.asarray(a) for a in v] if isinstance(v, list) else xp.asarray(v)
     return out
+
+
+# -- the "fast" generator: float32 parameters from the raw bits of the chunk's generator ---------
+#
+# ``generator="fast"`` (see ``engine.generate``) draws every parameter in float32 from the raw
+# 64-bit words of the chunk's bit generator (``rng.bit_generator.random_raw``; NumPy only):
+#
+# - normals by Box-Muller, one 64-bit word per pair: the top 40 bits give the radius uniform
+#   ``u = ((w >> 24) + 1/2) 2^-40`` in (0, 1) (``-2 ln u`` computed in float64, its square root in
+#   float32, so the law is exact up to float32 rounding and a tail cut at |g| = 7.54,
+#   probability 4.7e-14 per draw), the low 24 bits the angle ``2 pi (w mod 2^24) 2^-24``
+#   (float32 cos/sin);
+#   a block of ``m`` pairs yields its ``m`` cosines then its ``m`` sines;
+# - uniforms: 32-bit words (two per 64-bit word, low word first), ``u = w 2^-32``;
+# - lattice momenta: Walker alias with integer arithmetic on one 32-bit word ``w``:
+#   ``j = (w V) >> 32``, accepted when ``(w V) mod 2^32 < accept_j 2^32`` (else ``alias_j``):
+#   exact for ``V < 2^32`` up to the 2^-32 resolution of the acceptance thresholds.
+#
+# The stream differs from the reference draws (``draw_params``); parameters are never
+# materialised in float64.
+
+_FAST_BLOCK = 2 ** 13  # pairs per Box-Muller block (cache-sized temporaries)
+_TWO_M40 = 2.0 ** -40
+_ANGLE32 = np.float32(2.0 * math.pi * 2.0 ** -32)
+_ANGLE24 = np.float32(2.0 * math.pi * 2.0 ** -24)
+_LOW24 = np.uint64(0xFFFFFF)
+_S23 = np.uint64(23)
+_ONE = np.uint64(1)
+_M2LOG_2M41 = 82.0 * math.log(2.0)  # -2 ln 2^-41
+_TWO_M32 = 2.0 ** -32
+_S32 = np.uint64(32)
+_MASK32 = np.uint64(0xFFFFFFFF)
+_ALIAS_BLOCK = 2 ** 14
+
+
+def _raw_words(rng, m):
+    """``m`` raw 64-bit words of ``rng``'s bit generator (NumPy Generator)."""
+    return rng.bit_generator.random_raw(m)
+
+
+def normal_float32(rng, shape, mu=0.0, sigma=1.0, *, out=None):
+    """``mu + sigma g`` with ``g`` standard normal, float32, by Box-Muller on raw 64-bit words.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Its bit generator supplies one 64-bit word per pair of normals (see the notes above).
+    shape : tuple of int
+    mu, sigma : float
+        Mean and standard deviation (applied in float32).
+    out : float32 array of ``shape``, optional
+        Written in place.
+
+    Returns
+    -------
+    float32 ndarray of ``shape``
+    """
+    if out is None:
+        out = np.empty(shape, dtype=np.float32)
+    flat = out.reshape(-1)
+    n = flat.size
+    m_all = (n + 1) // 2
+    for s in range(0, m_all, _FAST_BLOCK):
+        e = min(s + _FAST_BLOCK, m_all)
+        k = e - s
+        raw = _raw_words(rng, k)
+        w = raw >> _S23
+        w |= _ONE  # 2 (w >> 24) + 1: u = (2 (w >> 24) + 1) 2^-41 = ((w >> 24) + 1/2) 2^-40
+        r = w.astype(np.float64)
+        np.log(r, out=r)
+        r *= -2.0
+        r += _M2LOG_2M41  # -2 ln u, in float64
+        r32 = r.astype(np.float32)
+        np.sqrt(r32, out=r32)
+        raw &= _LOW24  # bits 0..23: the angle (the radius uses bits 24..63)
+        ang = raw.astype(np.float32)
+        ang *= _ANGLE24
+        lo, mid, hi = 2 * s, 2 * s + k, min(2 * e, n)
+        c = flat[lo:mid]
+        np.cos(ang, out=c)
+        c *= r32
+        if hi > mid:
+            sn = flat[mid:hi]
+            np.sin(ang[:hi - mid], out=sn)
+            sn *= r32[:hi - mid]
+    if sigma != 1.0:
+        flat *= np.float32(sigma)
+    if mu != 0.0:
+        flat += np.float32(mu)
+    return out
+
+
+def uniform_words(rng, n):
+    """``n`` uniform 32-bit words (uint32): the low then the high half of each raw 64-bit word."""
+    m = (n + 1) // 2
+    return _raw_words(rng, m).view(np.uint32)[:n]
+
+
+def uniform_float32(rng, shape):
+    """Uniforms ``w 2^-32`` in [0, 1) from 32-bit words, float32 (rounded: may equal 1.0)."""
+    n = int(np.prod(shape))
+    u = uniform_words(rng, n).astype(np.float32)
+    u *= np.float32(_TWO_M32)
+    return u.reshape(shape)
+
+
+_ALIAS32_CACHE: dict = {}
+
+
+def momentum_alias32(lattice, m2):
+    """Integer alias table of the lattice momenta: ``(threshold uint64, alias int64, G(0))``.
+
+    ``threshold_j = round(accept_j 2^32)`` (2^32 for columns that are always accepted).
+    """
+    key = (tuple(lattice.shape), lattice.spacing, float(m2))
+    if key not in _ALIAS32_CACHE:
+        accept, alias, G0 = momentum_alias(lattice, m2, np)
+        thr = np.minimum(np.rint(accept * 2.0 ** 32), 2.0 ** 32).astype(np.uint64)
+        thr[accept >= 1.0] = np.uint64(2 ** 32)
+        if len(_ALIAS32_CACHE) > 32:
+            _ALIAS32_CACHE.clear()
+        _ALIAS32_CACHE[key] = (thr, alias.astype(np.int64), G0)
+    return _ALIAS32_CACHE[key]
+
+
+def alias_draw32(words, thr, alias):
+    """Alias-table draws (int64) from uint32 ``words`` (see :func:`momentum_alias32`).
+
+    ``x = w V`` (exact in uint64): column ``j = x >> 32``, accepted when ``x mod 2^32 <
+    threshold_j`` (else ``alias_j``); processed in cache-sized blocks.
+    """
+    V = np.uint64(thr.size)
+    out = np.empty(words.size, dtype=np.int64)
+    for s in range(0, words.size, _ALIAS_BLOCK):
+        e = min(s + _ALIAS_BLOCK, words.size)
+        x = words[s:e].astype(np.uint64)
+        x *= V
+        j = (x >> _S32).view(np.int64)  # < V: the same bits as int64
+        x &= _MASK32
+        accept = x < np.take(thr, j)
+        o = out[s:e]
+        np.take(alias, j, out=o)
+        np.copyto(o, j, where=accept)
+    return out
+
+
+def _amplitudes_fast(rng, n, N, D, kind, s):
+    if kind == "gaussian":
+        return normal_float32(rng, (n, D, N), 0.0, s / math.sqrt(N))
+    if D == 1:
+        return np.full((n, 1, N), s / math.sqrt(N), dtype=np.float32)
+    v = normal_float32(rng, (n, D, N))
+    v /= np.sqrt((v * v).sum(axis=1, keepdims=True))
+    v *= np.float32(s * math.sqrt(D / N))
+    return v
+
+
+#: architectures the fast generator supports
+def fast_supported(spec) -> bool:
+    """True if ``generator="fast"`` can draw and evaluate ``spec``."""
+    return isinstance(spec, (_SingleLayer, LatticeCosNet))
+
+
+def draw_params_fast(spec: Spec, lattice, n: int, rng, xp=np) -> dict:
+    """Parameters of ``n`` networks for ``generator="fast"``: float32, same order as
+    :func:`draw_params` (single layer: W0, b0, W1, b1 [, eta] [, s^2]; LatticeCosNet: momenta,
+    phases, amplitudes), from the raw words of ``rng`` (NumPy only).
+
+    LatticeCosNet: ``k`` int64 momentum indices (one 32-bit word each), ``c`` float32 phases
+    ``2 pi w 2^-32 - pi`` (one word each), amplitudes float32.
+    """
+    if xp is not np:
+        raise ValueError("generator='fast' runs on the NumPy backend only (on a GPU use "
+                         "method='fused')")
+    D = spec.n_components
+    if isinstance(spec, _SingleLayer):
+        N, d = spec.width, spec.d_in
+        p = {"W0": normal_float32(rng, (n, N, d), spec.mu_w0, spec.sigma_w / math.sqrt(d)),
+             "b0": normal_float32(rng, (n, N), spec.mu_b0, spec.sigma_b)}
+        xi = normal_float32(rng, (n, D, N))
+        p["b1"] = normal_float32(rng, (n, D), spec.mu_b1, spec.sigma_b)
+        if isinstance(spec, CorrelatedNet):
+            eta = normal_float32(rng, (n, D))
+            xi *= np.float32(math.sqrt(1.0 - spec.rho))
+            xi += np.float32(math.sqrt(spec.rho)) * eta[:, :, None]
+        if isinstance(spec, ScaleMixtureNet):
+            s2 = rng.standard_gamma(spec.shape, (n,), dtype=np.float32) / np.float32(spec.shape)
+            xi *= np.sqrt(s2)[:, None, None]
+        xi *= np.float32(spec.sigma_w / math.sqrt(N))
+        if spec.mu_w1 != 0.0:
+            xi += np.float32(spec.mu_w1)
+        p["W1"] = xi
+        return p
+    if isinstance(spec, MassMixtureCosNet):
+        return _draw_mass_mixture_fast(spec, lattice, n, rng)
+    if isinstance(spec, LatticeCosNet):
+        N = spec.width
+        thr, alias, G0 = momentum_alias32(lattice, spec.m2)
+        k = alias_draw32(uniform_words(rng, n * N), thr, alias).reshape(n, N)
+        c = _phases_fast(rng, n, N)
+        a = _amplitudes_fast(rng, n, N, D, spec.amplitude, math.sqrt(2.0 * G0))
+        return {"k": k, "c": c, "a": a}
+    raise ValueError(f"generator='fast' supports the single-layer nets and LatticeCosNet, not "
+                     f"{type(spec).__name__}")
+
+
+def _phases_fast(rng, n, N):
+    c = uniform_words(rng, n * N).astype(np.float32)
+    c *= _ANGLE32
+    c -= np.float32(math.pi)
+    return c.reshape(n, N)
+
+
+def _draw_mass_mixture_fast(spec, lattice, n, rng):
+    N, D = spec.width, spec.n_components
+    alt = uniform_float32(rng, (n,)) < spec.p_alt
+    w = uniform_words(rng, n * N)
+    ks, scales = [], []
+    for m2 in spec.masses:
+        thr, alias, G0 = momentum_alias32(lattice, m2)
+        ks.append(alias_draw32(w, thr, alias).reshape(n, N))
+        scales.append(math.sqrt(2.0 * G0))
+    k = np.where(alt[:, None], ks[1], ks[0])
+    c = _phases_fast(rng, n, N)
+    a = _amplitudes_fast(rng, n, N, D, spec.amplitude, 1.0)
+    a *= np.where(alt, scales[1], scales[0]).astype(np.float32)[:, None, None]
+    return {"k": k, "c": c, "a": a}

@@ -87,10 +87,71 @@ def lattice_cos_spectral(params: dict, lattice, xp=np, *, block=None):
         half_shape, target, fr, fi, phase, planes = tabs
         tabs = (half_shape, xp.asarray(target), xp.asarray(fr), xp.asarray(fi),
                 None if phase is None else xp.asarray(phase), planes)
+    fast = xp is np and c.dtype == np.float32
+    if fast:
+        tabs = _tables32(lattice)
     for s in range(0, n, nb):
         e = min(s + nb, n)
-        out[s:e] = _spectral_block(k[s:e], c[s:e], a[s:e], tabs, shape, xp)
+        if fast:
+            _spectral_block_float32(k[s:e], c[s:e], a[s:e], tabs, shape, out[s:e])
+        else:
+            out[s:e] = _spectral_block(k[s:e], c[s:e], a[s:e], tabs, shape, xp)
     return out
+
+
+_TABLES32: dict = {}
+
+
+def _tables32(lattice):
+    """Tables of the float32 path: per momentum (C order) twice its half-spectrum bin (int64),
+    ``V fac`` and ``V fac sign`` (float32; ``fac`` 1 on self-conjugate planes else 1/2, ``sign``
+    -1 where the conjugate bin is used; the factor V of ``phi = V irfftn(H)`` folded in), the
+    origin phases (float32 or None) and the self-conjugate planes."""
+    key = (tuple(lattice.shape), lattice.spacing, tuple(lattice.origin))
+    if key not in _TABLES32:
+        half_shape, target, fr, fi, phase, planes = _tables(lattice)
+        V = float(np.prod(lattice.shape))
+        if len(_TABLES32) > 32:
+            _TABLES32.clear()
+        _TABLES32[key] = (half_shape, 2 * target, (V * fr).astype(np.float32),
+                          (V * fi).astype(np.float32),
+                          None if phase is None else phase.astype(np.float32), planes)
+    return _TABLES32[key]
+
+
+def _spectral_block_float32(k, c, a, tabs, shape, out):
+    """:func:`_spectral_block` for float32 phases and amplitudes (``generator="fast"``, NumPy),
+    written into ``out`` (n, D, *shape): phasors ``cos c``, ``sin c`` and their weights in
+    float32, one scatter-add into interleaved (re, im) float64 bins (the complex half spectrum
+    itself) and a float64 inverse FFT."""
+    half_shape, target2, fr, fi, phase, planes = tabs
+    n, N = k.shape
+    D = a.shape[1]
+    d = len(shape)
+    Vh = int(np.prod(half_shape))
+    theta = c if phase is None else c + phase[k]
+    cr = np.cos(theta)
+    cr *= fr[k]
+    ci = np.sin(theta)
+    ci *= fi[k]
+    m = n * D * N
+    idx = np.empty(2 * m, dtype=np.int64)  # 2 * bin (real parts), then 2 * bin + 1 (imaginary)
+    w = np.empty(2 * m, dtype=np.float64)
+    lo = idx[:m].reshape(n, D, N)
+    np.take(target2, k, out=lo[:, 0, :])
+    if D > 1:
+        lo[:, 1:, :] = lo[:, :1, :]
+    lo += (np.arange(n * D, dtype=np.int64) * (2 * Vh)).reshape(n, D, 1)
+    np.add(idx[:m], 1, out=idx[m:])
+    np.multiply(a, cr[:, None, :], out=w[:m].reshape(n, D, N))
+    np.multiply(a, ci[:, None, :], out=w[m:].reshape(n, D, N))
+    H = np.bincount(idx, weights=w, minlength=2 * n * D * Vh).view(np.complex128)
+    H = H.reshape((n, D) + half_shape)
+    other = tuple(range(2, 1 + d))
+    for j in planes:
+        P = H[..., j]
+        H[..., j] = 0.5 * (P + np.conj(_reverse_axes(P, other, np)))
+    np.fft.irfftn(H, s=shape, axes=tuple(range(2, 2 + d)), out=out)
 
 
 def _spectral_block(k, c, a, tabs, shape, xp):

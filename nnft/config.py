@@ -13,6 +13,8 @@ Layout::
     dtype = "float64"                  # float32 | float64 (storage and generation)
     method = "auto"                    # evaluation: auto | dense | spectral | cuda | fused
                                        # (fused: float32 GPU kernel drawing its own parameters)
+    generator = "reference"            # reference | fast (CPU: float32 draws and evaluation,
+                                       # same law, another random stream; docs/generation.md)
     keep_stores = true                 # write Zarr stores (false: stream through accumulators)
 
     [[ensemble]]                       # one or more
@@ -41,7 +43,8 @@ from .errors import ConfigError
 from .studies import STUDIES
 
 TOP_KEYS = {"title": str, "paper": str, "description": str, "claims": list, "seed": int,
-            "backend": str, "dtype": str, "method": str, "keep_stores": bool, "ensemble": list,
+            "backend": str, "dtype": str, "method": str, "generator": str, "keep_stores": bool,
+            "ensemble": list,
             **{table: dict for table in STUDIES}}
 ENSEMBLE_KEYS = {"name": str, "arch": str, "lattice": dict, "widths": list, "samples": int,
                  "chunk": int, "params": dict, "measure": list, "options": dict}
@@ -50,6 +53,7 @@ LATTICE_KEYS = {"shape": list, "spacing": (int, float), "origin": (int, float, l
 BACKENDS = ("numpy", "cupy", "auto")
 METHODS = ("auto", "dense", "spectral", "cuda", "fused")
 DTYPES = ("float32", "float64")
+GENERATORS = ("reference", "fast")
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 
@@ -108,6 +112,7 @@ def resolve_config(raw: dict) -> dict:
     cfg.setdefault("dtype", "float64")
     cfg.setdefault("keep_stores", True)
     cfg.setdefault("method", "auto")
+    cfg.setdefault("generator", "reference")
     cfg.setdefault("claims", [])
     if cfg["seed"] < 0:
         raise ConfigError(f"seed: must be >= 0, got {cfg['seed']}")
@@ -117,6 +122,13 @@ def resolve_config(raw: dict) -> dict:
         raise ConfigError(f"method: must be one of {METHODS}, got {cfg['method']!r}")
     if cfg["dtype"] not in DTYPES:
         raise ConfigError(f"dtype: must be one of {DTYPES}, got {cfg['dtype']!r}")
+    if cfg["generator"] not in GENERATORS:
+        raise ConfigError(f"generator: must be one of {GENERATORS}, got {cfg['generator']!r}")
+    if cfg["generator"] == "fast" and (cfg["backend"] == "cupy"
+                                       or cfg["method"] in ("cuda", "fused")):
+        raise ConfigError(f"generator: 'fast' is a CPU path (backend 'numpy', method 'auto', "
+                          f"'dense' or 'spectral'), got backend {cfg['backend']!r}, method "
+                          f"{cfg['method']!r}")
     for i, c in enumerate(cfg["claims"]):
         _check_type(f"claims[{i}]", c, str)
     for table, study in STUDIES.items():
@@ -171,7 +183,7 @@ def resolve_config(raw: dict) -> dict:
                                                     ens["options"])
         except registry.OptionError as e:
             raise ConfigError(str(e)) from None
-        _validate_spec(where, ens)
+        _validate_spec(where, ens, cfg["generator"])
         _check_requirements(where, ens)
     return cfg
 
@@ -208,7 +220,7 @@ def spec_for(ens: dict, width: int):
     return spec_from_dict({"arch": ens["arch"], "width": width, **ens["params"]})
 
 
-def _validate_spec(where, ens):
+def _validate_spec(where, ens, generator="reference"):
     lattice = geometry_from_config(ens["lattice"])
     if "width" in ens["params"]:
         raise ConfigError(f"{where}params.width: give widths in {where}widths, not in params")
@@ -217,6 +229,13 @@ def _validate_spec(where, ens):
         spec.check_geometry(lattice)
     except ValueError as e:
         raise ConfigError(f"{where}params: {e}") from None
+    if generator == "fast":
+        from .ensembles.params import fast_supported
+
+        if not fast_supported(spec):
+            raise ConfigError(f"{where}arch: generator = 'fast' supports the single-layer nets, "
+                              f"LatticeCosNet and MassMixtureCosNet, not {ens['arch']!r} (use "
+                              f"generator = 'reference')")
 
 
 def seed_for(cfg: dict, i_ensemble: int, i_width: int, i_run: int = 0) -> int:

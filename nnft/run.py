@@ -56,6 +56,7 @@ def _status(out: Path, state: str, **extra):
 
 def _generation_fingerprint(cfg: dict) -> dict:
     fp = {k: cfg.get(k) for k in _GENERATION_KEYS}
+    fp["generator"] = cfg.get("generator", "reference")  # absent in configs written before
     fp["ensemble"] = {e["name"]: {k: e.get(k) for k in _ENSEMBLE_GENERATION_KEYS}
                       for e in cfg.get("ensemble", [])}
     for table in STUDIES:
@@ -199,7 +200,8 @@ def _run(cfg, out, xp, quiet):
                 log(f"[{ens['name']}] N={width}: generating {ens['samples']} networks -> {path}")
                 ctx.store = generate(spec, lattice, ens["samples"], path, chunk=ens["chunk"],
                                      seed=seed, backend=cfg["backend"], dtype=cfg["dtype"],
-                                     method=cfg["method"], progress=not quiet)
+                                     method=cfg["method"], progress=not quiet,
+                                     generator=cfg.get("generator", "reference"))
                 t_gen = time.perf_counter() - t0
                 if plans:  # one pass over the store for every measurement that shares it
                     t0 = time.perf_counter()
@@ -211,7 +213,8 @@ def _run(cfg, out, xp, quiet):
                                       spec=spec.to_dict())
                 generate(spec, lattice, ens["samples"], None, chunk=ens["chunk"], seed=seed,
                          backend=cfg["backend"], dtype=cfg["dtype"], method=cfg["method"],
-                         progress=not quiet, callback=stream)
+                         progress=not quiet, callback=stream,
+                         generator=cfg.get("generator", "reference"))
                 t_gen = time.perf_counter() - t0
                 data, done = registry.finalize_shared(plans, stream.result())
                 ctx.store = data

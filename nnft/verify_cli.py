@@ -58,11 +58,11 @@ def chunk_maker(store):
 
         return make
     from .ensembles import spec_from_dict
-    from .ensembles.engine import make_chunk_function
+    from .ensembles.engine import make_chunk_function, store_generator
 
     method = "fused" if store.extra.get("method") == "fused" else "auto"
     return make_chunk_function(spec_from_dict(store.spec), store.lattice, store.seed, xp,
-                               method=method, dtype=dtype)
+                               method=method, dtype=dtype, generator=store_generator(store))
 
 
 def repair(store, report, out=sys.stdout, progress=False) -> list[int]:
