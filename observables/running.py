@@ -276,6 +276,19 @@ def integrate_beta(beta, lam0, kappa0, log_cutoffs, *, stride=1):
     return np.array(out_l), np.array(out_k)
 
 
+def _log_running(v, vr, err, i_ref):
+    """``ln|c(Lambda) / c(ref)|`` and its error: the larger of its jackknife error and the
+    relative error of ``c(ref)``; where the sign changes, ``(c - c(ref)) / max(err)``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        same = np.sign(v) == np.sign(v[i_ref])
+        lr = np.log(np.abs(v / v[i_ref]))
+        lrr = np.log(np.abs(vr / vr[i_ref]))
+        rel = err[i_ref] / abs(v[i_ref]) if v[i_ref] != 0 else np.inf
+        e_log = np.maximum(_jk_error(lrr.T), rel)
+        e_abs = np.maximum(_jk_error((vr - vr[i_ref]).T), err[i_ref])
+    return (np.where(same, lr, v - v[i_ref]), np.where(same, e_log, e_abs))
+
+
 def _jk_error(rep):
     b = rep.shape[0]
     return np.sqrt((b - 1) / b * ((rep - rep.mean(0)) ** 2).sum(0))
@@ -329,8 +342,8 @@ def running_comparison(kernel, points, tuples4, delta4, replicas4, cutoffs, *, t
     ``lam_beta_error`` (integrated), ``lam_numerical_error`` (RK4 step halving and the
     derivative stencil, Richardson estimates), ``lam_discrepancy`` (refitted minus
     integrated), ``lam_discrepancy_error`` (jackknife, same blocks, with the numerical error in
-    quadrature), ``lam_z``, ``lam_running_z`` ((lam(Lambda) - lam(ref)) / error, the error being the larger
-    of the jackknife error of the difference and the error of lam(ref)),
+    quadrature), ``lam_z``, ``lam_running_z`` (``ln|lam(Lambda) / lam(ref)|`` over the larger of its
+    jackknife error and the relative error of lam(ref)),
     ``beta_lam`` / ``beta_lam_over_lam`` (the beta function at the measured couplings); the
     same with ``kappa`` when G6c is given. Cutoffs where the two fit conditions have no real
     solution (a non-perturbative cutoff) hold NaN and are left out of the tests. Attrs:
@@ -452,10 +465,10 @@ def running_comparison(kernel, points, tuples4, delta4, replicas4, cutoffs, *, t
         d = v - p
         de = np.sqrt(_jk_error((vr - pr).T) ** 2 + num ** 2)
         pe = _jk_error(pr.T)
-        run = v - v[i_ref]
-        # the running is resolved when it exceeds the coupling's own error (the jackknife
-        # error of the difference alone vanishes when the templates only rescale)
-        rune = np.maximum(_jk_error((vr - vr[i_ref]).T), err[i_ref])
+        # the running in ln|c|: resolved when it exceeds the coupling's relative error at the
+        # reference (the jackknife error of the ratio alone vanishes when the templates only
+        # rescale); a change of sign counts in absolute terms
+        run, rune = _log_running(v, vr, err, i_ref)
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(de > 0, d / de, 0.0)
             rz = np.where(rune > 0, run / rune, np.where(run != 0, np.inf, 0.0))
@@ -477,9 +490,8 @@ def running_comparison(kernel, points, tuples4, delta4, replicas4, cutoffs, *, t
             data["beta_kappa_over_kappa"] = data["beta_kappa"] / kap
     dd, ee = np.concatenate(diffs), np.concatenate(errs)
     a = assess_deviations(dd, ee, dof=b - 1, alpha=alpha)
-    ar = assess_deviations((lam - lam[i_ref])[ok], np.maximum(
-        _jk_error((lam_r - lam_r[i_ref]).T), data["lam_error"][i_ref])[ok], dof=b - 1,
-        alpha=alpha)
+    run, rune = _log_running(lam, lam_r, data["lam_error"], i_ref)
+    ar = assess_deviations(run[ok], rune[ok], dof=b - 1, alpha=alpha)
     lam_ref_z = (abs(lam[i_ref]) / data["lam_error"][i_ref] if data["lam_error"][i_ref] > 0
                  else math.inf)
     if not a["n_compared"]:
