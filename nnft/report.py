@@ -231,7 +231,8 @@ def _information_flow_plots(name, ens, out: Path, plt) -> list:
         cut = np.asarray(rg["cutoffs"], float)
         r = np.asarray(rg["separations"], float)
         G2, E2 = np.asarray(rg["G2"], float), np.asarray(rg["G2_error"], float)
-        fig, axes = plt.subplots(1, 2, figsize=(10.5, 4))
+        has_lam = "lam" in rg
+        fig, axes = plt.subplots(1, 3 if has_lam else 2, figsize=(15 if has_lam else 10.5, 4))
         colors = plt.cm.viridis(np.linspace(0, 0.9, len(cut)))
         for i, c in enumerate(cut):
             axes[0].errorbar(r + 0.03 * (i - len(cut) / 2), G2[i], E2[i], fmt="o", ms=3,
@@ -239,14 +240,28 @@ def _information_flow_plots(name, ens, out: Path, plt) -> list:
             if "G2_expected" in rg:
                 axes[0].plot(r, np.asarray(rg["G2_expected"], float)[i], "-", lw=1,
                              color=colors[i])
+            if "G2_momentum_shell" in rg:
+                axes[0].plot(r, np.asarray(rg["G2_momentum_shell"], float)[i], ":", lw=1.2,
+                             color=colors[i])
         axes[0].set_xlabel("separation r along axis 0 (lattice units)")
         axes[0].set_ylabel("G2(0, r)")
-        axes[0].set_title("propagator" + (" (lines: momentum-shell flow)"
-                                          if "G2_expected" in rg else ""))
+        axes[0].set_title("propagator" + (" (solid: continuum momentum-shell flow)"
+                                          if "G2_expected" in rg else "")
+                          + ("; dotted: lattice momentum shell, same kept fraction"
+                             if "G2_momentum_shell" in rg else ""), fontsize=8)
         axes[0].legend(fontsize=7)
+        if has_lam:
+            axes[2].errorbar(cut, rg["lam"], rg["lam_error"], fmt="o-", ms=4, capsize=2)
+            axes[2].axhline(0, color="k", lw=0.5)
+            axes[2].set_xscale("symlog", linthresh=max(float(np.min(cut[cut > 0])), 1e-12)
+                               if np.any(cut > 0) else 1.0)
+            axes[2].set_xlabel("information cutoff I_c")
+            axes[2].set_ylabel("lambda (lattice vertex)")
+            axes[2].set_title("fitted quartic coupling")
         G4, E4 = np.asarray(rg["G4c"], float), np.asarray(rg["G4c_error"], float)
         axes[1].errorbar(cut, G4[:, 0], E4[:, 0], fmt="o-", ms=4, capsize=2)
-        axes[1].set_xscale("log")
+        axes[1].set_xscale("symlog", linthresh=max(float(np.min(cut[cut > 0])), 1e-12)
+                           if np.any(cut > 0) else 1.0)
         axes[1].set_xlabel("information cutoff I_c")
         axes[1].set_ylabel("G4c(0, 0, 0, 0)")
         axes[1].set_title("connected 4-point function")
