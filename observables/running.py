@@ -494,12 +494,10 @@ def running_comparison(kernel, points, tuples4, delta4, replicas4, cutoffs, *, t
     ar = assess_deviations(run[ok], rune[ok], dof=b - 1, alpha=alpha)
     lam_ref_z = (abs(lam[i_ref]) / data["lam_error"][i_ref] if data["lam_error"][i_ref] > 0
                  else math.inf)
-    if not a["n_compared"]:
-        verdict = "inconclusive"
+    if not a["n_compared"] or lam_ref_z < resolve_z:
+        verdict = "inconclusive"  # nothing to compare, or a coupling lost in its noise
     elif not a["passed"]:
         verdict = "inconsistent"
-    elif lam_ref_z < resolve_z:
-        verdict = "inconclusive"
     else:
         verdict = "consistent"
     rel = np.concatenate(rels) if rels else np.zeros(0)

@@ -32,7 +32,8 @@ def running(ctx) -> dict:
        couplings measured at ``running_reference`` (default the largest cutoff) and compared
        with the refitted ones: jackknife errors with the same blocks, the numerical error
        added; Holm over cutoffs and couplings. "inconclusive" when lambda at the reference
-       is not resolved from zero (3 errors).
+       is not resolved from zero (3 errors) or when the per-sample products are heavy-tailed
+       (``heavy_tail``; e.g. the Gauss-net's log-normal outputs: error bars not trusted).
     4. ``runs``: whether the refitted lambda moves with the cutoff (Holm over cutoffs).
     """
     from ..observables.combinatorics import point_multisets
@@ -75,18 +76,20 @@ def running(ctx) -> dict:
                                 n_nodes=nodes, alpha=float(ctx.opt("alpha", 0.01)), **kw)
     except ValueError as e:
         raise UserError(f"running: {e}") from None
+    heavy = _heavy_tails(ctx.store, [t4] + ([kw["tuples6"]] if with_kappa else []))
+    verdict = "inconclusive" if heavy else ds.attrs["verdict"]
     cut = np.asarray(ds["cutoff"], float)
     names = ["lam"] + (["kappa"] if with_kappa else [])
     out = {"quantity": "Wilsonian running: lambda(Lambda) (kappa(Lambda)) refitted vs the "
                        "integrated one-loop beta functions",
            "scheme": ds.attrs["scheme"], "cutoffs": cut.tolist(),
            "reference": ds.attrs["reference"], "quadrature_nodes": nodes,
-           "verdict": ds.attrs["verdict"], "p_value": ds.attrs["p_value"],
+           "verdict": verdict, "heavy_tail": heavy, "p_value": ds.attrs["p_value"],
            "max_abs_z": ds.attrs["max_abs_z"], "n_compared": ds.attrs["n_compared"],
            "runs": ds.attrs["runs"], "running_max_abs_z": ds.attrs["running_max_abs_z"],
            "running_p_value": ds.attrs["running_p_value"],
            "max_rel_discrepancy": ds.attrs["max_rel_discrepancy"],
-           f"{_CHECK}: verdict": ds.attrs["verdict"], f"{_CHECK}: p_value": ds.attrs["p_value"]}
+           f"{_CHECK}: verdict": verdict, f"{_CHECK}: p_value": ds.attrs["p_value"]}
     for n in names:
         for k in ("", "_error", "_beta", "_beta_error", "_discrepancy", "_discrepancy_error",
                   "_z", "_numerical_error"):
@@ -104,6 +107,8 @@ def running(ctx) -> dict:
                         out["lam_beta"][i], out["lam_beta_error"][i]))
         summary.append((f"beta_lambda / lambda at Lambda={cut[i]:.3g}",
                         out["beta_lam_over_lam"][i], None))
+    if heavy:
+        summary.append(("G4c/G6c products heavy-tailed", "error bars not trusted", None))
     summary += [("lambda runs with the cutoff (Holm)",
                  f"{out['runs']} (max |z| {out['running_max_abs_z']:.3g})", None),
                 ("largest |refitted - integrated| / |refitted|", out["max_rel_discrepancy"],
@@ -115,6 +120,28 @@ def running(ctx) -> dict:
                        out[f"{n}_beta_error"]} for n in names}
     out["dataset"] = ds
     return out
+
+
+def _heavy_tails(store, tuple_sets):
+    """True when the per-sample products at any tuple set are heavy-tailed
+    (:func:`nnft.observables.heavy_tail_check`): jackknife errors not trusted."""
+    import warnings
+
+    from ..observables import heavy_tail_check, tail_sample
+
+    tails = [tail_sample(t) for t in tuple_sets]
+    if hasattr(store, "iter_chunks"):
+        chunks = (phi for _, phi, _ in store.iter_chunks())
+    else:
+        arr = np.asarray(store)
+        chunks = (arr[i:i + 100_000] for i in range(0, arr.shape[0], 100_000))
+    for phi in chunks:
+        phi = np.asarray(phi, dtype=float).reshape(phi.shape[0], -1)
+        for t in tails:
+            t.update(phi)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return any(bool(heavy_tail_check(t, warn=False).attrs["heavy_tail"]) for t in tails)
 
 
 register(Measurement(

@@ -151,8 +151,10 @@ def test_running_measurement_registered():
     opts = dict(running_cutoffs=[1.2, 2.4], running_steps=2, running_nodes=16,
                 running_tuples_4=8, running_tuples_6=8, n_blocks=16)
     out = run_one("running", Context("t", spec, ps, np.concatenate(phis), 4, opts, seed=1))
-    assert out["verdict"] == "consistent" and out["runs"] == "runs"
-    assert out["running vs integrated beta function: verdict"] == "consistent"
+    assert out["runs"] == "runs"
+    # heavy-tailed products (6th moments of a width-4 ReLU net): error bars not trusted
+    assert out["verdict"] == ("inconclusive" if out["heavy_tail"] else "consistent")
+    assert out["running vs integrated beta function: verdict"] == out["verdict"]
     assert len(out["lam"]) == 2 and len(out["kappa_beta"]) == 2
     with pytest.raises(UserError, match="point sets"):
         run_one("running", Context("t", spec, Lattice((4,)), np.zeros((10, 4)), 4, {}))
