@@ -345,12 +345,14 @@ def running_comparison(kernel, points, tuples4, delta4, replicas4, cutoffs, *, t
     quadrature), ``lam_z``, ``lam_running_z`` (``ln|lam(Lambda) / lam(ref)|`` over the larger of its
     jackknife error and the relative error of lam(ref)),
     ``beta_lam`` / ``beta_lam_over_lam`` (the beta function at the measured couplings); the
-    same with ``kappa`` when G6c is given. Cutoffs where the two fit conditions have no real
+    same with ``kappa`` when G6c is given; ``lam_tree`` (lambda from G4c alone) and
+    ``loop_share`` (``|lam - lam_tree| / |lam_tree|``: the share of the one-loop kappa diagram;
+    one loop is a good truncation only where it is small). Cutoffs where the two fit conditions have no real
     solution (a non-perturbative cutoff) hold NaN and are left out of the tests. Attrs:
     ``verdict`` of the comparison ("consistent" / "inconsistent" / "inconclusive"),
     ``p_value`` (smallest Holm-adjusted), ``max_abs_z``, ``runs`` ("runs" / "flat": the
     measured lambda moves with the cutoff by more than its errors, Holm at ``alpha``), ``running_max_abs_z``,
-    ``reference``, ``max_rel_discrepancy``, ``n_compared``, ``scheme``.
+    ``reference``, ``max_rel_discrepancy``, ``max_loop_share``, ``n_compared``, ``scheme``.
     """
     import xarray as xr
 
@@ -478,6 +480,11 @@ def running_comparison(kernel, points, tuples4, delta4, replicas4, cutoffs, *, t
         diffs.append(d[ok])
         errs.append(de[ok])
         rels.append(np.abs(d[ok]) / np.abs(v[ok]))
+    # perturbativity: the tree-level lambda_0 (G4c alone) and the share of the kappa loop
+    lam_tree = np.array([fit_running_couplings(y4, e4, T)[0] for T in Tc])
+    data["lam_tree"] = lam_tree
+    with np.errstate(divide="ignore", invalid="ignore"):
+        data["loop_share"] = np.abs(lam - lam_tree) / np.abs(lam_tree)
     # the beta functions at the measured couplings (effective scaling exponents)
     bvals = [beta_fn(lam[i], kap[i], Tc[i], e4, e6) if np.isfinite(lam[i]) else (np.nan, np.nan)
              for i in range(n_cut)]
@@ -512,6 +519,7 @@ def running_comparison(kernel, points, tuples4, delta4, replicas4, cutoffs, *, t
         "running_max_abs_z": float(ar["max_abs_z"]),
         "running_p_value": float(np.min(ar["p_adjusted"])) if ar["n_compared"] else 1.0,
         "lam_reference_z": float(lam_ref_z),
+        "max_loop_share": float(np.nanmax(data["loop_share"])),
         "max_rel_discrepancy": float(np.max(rel)) if rel.size else float("nan"),
         "couplings": "+".join(names), "n_blocks": int(b), "steps": int(steps),
         "scheme": f"vertices integrated over the {domain} |y| < Lambda (centre 0); every line "

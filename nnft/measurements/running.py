@@ -95,6 +95,9 @@ def running(ctx) -> dict:
                   "_z", "_numerical_error"):
             out[f"{n}{k}"] = [float(v) for v in np.asarray(ds[f"{n}{k}"])]
     out["beta_lam_over_lam"] = [float(v) for v in np.asarray(ds["beta_lam_over_lam"])]
+    out["lam_tree"] = [float(v) for v in np.asarray(ds["lam_tree"])]
+    out["loop_share"] = [float(v) for v in np.asarray(ds["loop_share"])]
+    out["max_loop_share"] = ds.attrs["max_loop_share"]
     if with_kappa:
         out["beta_kappa_over_kappa"] = [float(v) for v in np.asarray(ds["beta_kappa_over_kappa"])]
     i0, i1 = 0, len(cut) - 1
@@ -107,6 +110,9 @@ def running(ctx) -> dict:
                         out["lam_beta"][i], out["lam_beta_error"][i]))
         summary.append((f"beta_lambda / lambda at Lambda={cut[i]:.3g}",
                         out["beta_lam_over_lam"][i], None))
+    summary.append(("largest share of the one-loop kappa diagram in lambda, "
+                    "|lambda - lambda_tree| / |lambda_tree| (one loop holds where small)",
+                    out["max_loop_share"], None))
     if heavy:
         summary.append(("G4c/G6c products heavy-tailed", "error bars not trusted", None))
     summary += [("lambda runs with the cutoff (Holm)",
