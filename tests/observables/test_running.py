@@ -112,6 +112,9 @@ def test_relu_running_matches_integrated_beta():
     assert ds.attrs["verdict"] == "consistent"
     assert ds.attrs["runs"] == "runs" and ds.attrs["running_max_abs_z"] > 5
     np.testing.assert_allclose(ds["beta_lam_over_lam"], -5, atol=1e-6)
+    # the kappa loop's share in lambda is cutoff-independent for a homogeneous kernel
+    ls = ds["loop_share"].values
+    assert np.all(ls > 0) and np.ptp(ls) < 1e-6 * ls.max()
     ratio = float(ds["lam"][0] / ds["lam"][-1])
     assert ratio == pytest.approx((3.4 / 1.2) ** 5, rel=1e-6)
     bad = running_comparison(K, RELU_PTS, T4, data["delta4"], data["replicas4"], cut,
@@ -132,6 +135,7 @@ def test_gauss_running_flat_and_consistent():
     ds = running_comparison(K, GAUSS_PTS, T4, data["delta4"], data["replicas4"], cut, **kw)
     assert ds.attrs["runs"] == "flat"
     assert ds.attrs["verdict"] == "consistent"
+    np.testing.assert_array_equal(ds["loop_share"], 0.0)  # lambda only: no loop
     assert np.max(np.abs(ds["beta_lam_over_lam"])) < 2e-3
 
     def relu_like(lam, kap, T, e4, e6):
