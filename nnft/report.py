@@ -219,6 +219,14 @@ def _running_plots(name, ens, out: Path, plt) -> list:
     return made
 
 
+def _flow_xscale(ax, cut):
+    """Log scale for positive information cutoffs; symlog when a cutoff is zero."""
+    if np.all(cut > 0):
+        ax.set_xscale("log")
+    elif np.any(cut > 0):
+        ax.set_xscale("symlog", linthresh=float(np.min(cut[cut > 0])))
+
+
 def _information_flow_plots(name, ens, out: Path, plt) -> list:
     """The `rg` measurement in information mode: G2(0, r) at every information cutoff (with the
     momentum-shell propagator where the architecture has one) and G4c(0,0,0,0) against the
@@ -253,15 +261,13 @@ def _information_flow_plots(name, ens, out: Path, plt) -> list:
         if has_lam:
             axes[2].errorbar(cut, rg["lam"], rg["lam_error"], fmt="o-", ms=4, capsize=2)
             axes[2].axhline(0, color="k", lw=0.5)
-            axes[2].set_xscale("symlog", linthresh=max(float(np.min(cut[cut > 0])), 1e-12)
-                               if np.any(cut > 0) else 1.0)
+            _flow_xscale(axes[2], cut)
             axes[2].set_xlabel("information cutoff I_c")
             axes[2].set_ylabel("lambda (lattice vertex)")
             axes[2].set_title("fitted quartic coupling")
         G4, E4 = np.asarray(rg["G4c"], float), np.asarray(rg["G4c_error"], float)
         axes[1].errorbar(cut, G4[:, 0], E4[:, 0], fmt="o-", ms=4, capsize=2)
-        axes[1].set_xscale("symlog", linthresh=max(float(np.min(cut[cut > 0])), 1e-12)
-                           if np.any(cut > 0) else 1.0)
+        _flow_xscale(axes[1], cut)
         axes[1].set_xlabel("information cutoff I_c")
         axes[1].set_ylabel("G4c(0, 0, 0, 0)")
         axes[1].set_title("connected 4-point function")
