@@ -190,7 +190,128 @@ def _plots(results, out: Path) -> dict:
             _savefig(fig, p)
             plt.close(fig)
             made.setdefault(name, []).append(("Cluster-decomposition profile at every width", p))
+        made.setdefault(name, []).extend(_running_plots(name, ens, out, plt))
+        made.setdefault(name, []).extend(_information_flow_plots(name, ens, out, plt))
+    made = {k: v for k, v in made.items() if v}
     return made
+
+
+def _running_plots(name, ens, out: Path, plt) -> list:
+    """The `running` measurement: refitted lambda(Lambda) (kappa) with errors against the
+    integrated one-loop beta function, log-log, one panel per coupling, every width."""
+    made = []
+    for w in ens["widths"]:
+        ru = (ens["per_width"][w].get("running") or {}).get("data")
+        if not ru:
+            continue
+        fig, axes = plt.subplots(1, len(ru), figsize=(5.2 * len(ru), 4), squeeze=False)
+        for ax, (coup, d) in zip(axes[0], ru.items()):
+            c = np.asarray(d["cutoff"], float)
+            m, e = np.abs(np.asarray(d["measured"], float)), np.asarray(d["error"], float)
+            ax.errorbar(c, m, e, fmt="o", ms=4, capsize=2, label="refitted at each cutoff")
+            ax.plot(c, np.abs(np.asarray(d["integrated"], float)), "-", lw=1.2,
+                    label="integrated one-loop beta function")
+            ax.set_xscale("log")
+            if np.all(m > 0):
+                ax.set_yscale("log")
+            ax.set_xlabel("cutoff Lambda (radius of the vertex ball, input units)")
+            ax.set_ylabel(f"|{'lambda' if coup == 'lam' else coup}|")
+            ax.legend(fontsize=8)
+        fig.suptitle(f"{name}, N = {w}: Wilsonian running")
+        fig.tight_layout()
+        p = out / "plots" / f"{name}-running-N{w}.png"
+        _savefig(fig, p)
+        plt.close(fig)
+        made.append((f"N = {w}: lambda (kappa) refitted at each cutoff against the integrated "
+                     "one-loop beta function", p))
+    return made
+
+
+def _flow_xscale(ax, cut):
+    """Log scale for positive information cutoffs; symlog when a cutoff is zero."""
+    if np.all(cut > 0):
+        ax.set_xscale("log")
+    elif np.any(cut > 0):
+        ax.set_xscale("symlog", linthresh=float(np.min(cut[cut > 0])))
+
+
+def _information_flow_plots(name, ens, out: Path, plt) -> list:
+    """The `rg` measurement in information mode: G2(0, r) at every information cutoff (with the
+    momentum-shell propagator where the architecture has one) and G4c(0,0,0,0) against the
+    cutoff."""
+    made = []
+    for w in ens["widths"]:
+        rg = ens["per_width"][w].get("rg") or {}
+        if rg.get("mode") != "information" or "G2" not in rg:
+            continue
+        cut = np.asarray(rg["cutoffs"], float)
+        r = np.asarray(rg["separations"], float)
+        G2, E2 = np.asarray(rg["G2"], float), np.asarray(rg["G2_error"], float)
+        has_lam = "lam" in rg
+        fig, axes = plt.subplots(1, 3 if has_lam else 2, figsize=(15 if has_lam else 10.5, 4))
+        colors = plt.cm.viridis(np.linspace(0, 0.9, len(cut)))
+        for i, c in enumerate(cut):
+            axes[0].errorbar(r + 0.03 * (i - len(cut) / 2), G2[i], E2[i], fmt="o", ms=3,
+                             capsize=1.5, color=colors[i], label=f"I_c = {c:.3g}")
+            if "G2_expected" in rg:
+                axes[0].plot(r, np.asarray(rg["G2_expected"], float)[i], "-", lw=1,
+                             color=colors[i])
+            if "G2_momentum_shell" in rg:
+                axes[0].plot(r, np.asarray(rg["G2_momentum_shell"], float)[i], ":", lw=1.2,
+                             color=colors[i])
+        axes[0].set_xlabel("separation r along axis 0 (lattice units)")
+        axes[0].set_ylabel("G2(0, r)")
+        axes[0].set_title("propagator" + (" (solid: continuum momentum-shell flow)"
+                                          if "G2_expected" in rg else "")
+                          + ("; dotted: lattice momentum shell, same kept fraction"
+                             if "G2_momentum_shell" in rg else ""), fontsize=8)
+        axes[0].legend(fontsize=7)
+        if has_lam:
+            axes[2].errorbar(cut, rg["lam"], rg["lam_error"], fmt="o-", ms=4, capsize=2)
+            axes[2].axhline(0, color="k", lw=0.5)
+            _flow_xscale(axes[2], cut)
+            axes[2].set_xlabel("information cutoff I_c")
+            axes[2].set_ylabel("lambda (lattice vertex)")
+            axes[2].set_title("fitted quartic coupling")
+        G4, E4 = np.asarray(rg["G4c"], float), np.asarray(rg["G4c_error"], float)
+        axes[1].errorbar(cut, G4[:, 0], E4[:, 0], fmt="o-", ms=4, capsize=2)
+        _flow_xscale(axes[1], cut)
+        axes[1].set_xlabel("information cutoff I_c")
+        axes[1].set_ylabel("G4c(0, 0, 0, 0)")
+        axes[1].set_title("connected 4-point function")
+        fig.suptitle(f"{name}, N = {w}: information-shell flow ({rg.get('direction', '')}, "
+                     f"{rg.get('shell', '')})")
+        fig.tight_layout()
+        p = out / "plots" / f"{name}-information-flow-N{w}.png"
+        _savefig(fig, p)
+        plt.close(fig)
+        made.append((f"N = {w}: information-shell flow of the propagator and of the connected "
+                     "4-point function", p))
+    return made
+
+
+def _running_table(res) -> list:
+    """Markdown table of the `running` measurement (one row per cutoff)."""
+    if not res or "cutoffs" not in res:
+        return []
+    has_k = "kappa" in res
+    head = ["Lambda", "lambda refitted", "lambda from beta", "z", "beta_lambda/lambda"]
+    if has_k:
+        head += ["kappa refitted", "kappa from beta", "z", "beta_kappa/kappa"]
+    rows = []
+    for i, c in enumerate(res["cutoffs"]):
+        row = [_fmt(c, 3), _pm(res["lam"][i], res["lam_error"][i]),
+               _pm(res["lam_beta"][i], res["lam_beta_error"][i]), _fmt(res["lam_z"][i], 3),
+               _fmt(res["beta_lam_over_lam"][i], 4)]
+        if has_k:
+            row += [_pm(res["kappa"][i], res["kappa_error"][i]),
+                    _pm(res["kappa_beta"][i], res["kappa_beta_error"][i]),
+                    _fmt(res["kappa_z"][i], 3), _fmt(res["beta_kappa_over_kappa"][i], 4)]
+        rows.append(row)
+    return [_table(head, rows), "",
+            f"Running: {res['runs']}; refitted vs integrated (reference Lambda = "
+            f"{_fmt(res['reference'], 3)}): {res['verdict']} (p = {_fmt(res['p_value'], 3)}, "
+            f"largest relative discrepancy {_fmt(res['max_rel_discrepancy'], 3)}).", ""]
 
 
 _FORMULAS = {
@@ -382,6 +503,8 @@ def render_markdown(results, plots: dict, out: Path) -> str:
                     items = [f"{label} {_pm(v, e) if e is not None else _fmt(v)}"
                              for label, v, e in res["summary"]]
                     lines.append(f"- {what} at N={w}: " + "; ".join(items))
+            if r.get("running"):
+                lines += ["", f"Wilsonian running at N={w}:", ""] + _running_table(r["running"])
         lines.append("")
         for caption, p in plots.get(name, []):
             lines += [f"![{caption}]({os.path.relpath(p, out)})", ""]

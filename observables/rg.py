@@ -496,6 +496,20 @@ def information_flow(store, cutoffs, *, shell="remove", kind="amplitude", noise=
     attrs ``restores_original`` records that the fully restored parameters and fields equal the
     original ones bit for bit (and the stored fields to 1e-9).
 
+    Beside each information-shell ensemble, the momentum-shell flow of the same networks:
+    the original fields with every lattice Fourier mode ``|p| > Lambda_p`` removed (``p`` in
+    lattice units, ``2 pi n / L``), ``Lambda_p`` chosen so that the kept fraction of lattice
+    modes equals the kept fraction of neurons (that of the first chunk):
+    ``G2_momentum_shell``, ``G4c_momentum_shell`` (with errors), ``momentum_shell_cutoff``, and
+    the attr ``momentum_shell_max_abs_z`` (largest |G2 - G2_momentum_shell| over the errors in
+    quadrature; descriptive: for architectures other than the amplitude-form cos-net there is
+    no reason for the two flows to agree).
+
+    The quartic coupling of each flow, ``lam`` (``lam_error``, jackknife): the fit of
+    ``G4c(0, 0, r, r) = lambda T(r)`` with the lattice vertex
+    ``T(r) = -24 sum_y K(0, y)^2 K(r, y)^2``, ``K`` the flow's own measured two-point matrix
+    (weights 1/error^2).
+
     For a ContinuumCosNet in the amplitude form, ``G2_expected`` is the momentum-shell
     propagator ``int_{|p| < Lambda} d^dp/(2 pi)^d exp(i p.r)/(p^2 + m^2)`` at the matching
     momentum cutoff (:func:`information_to_momentum`) and the verdict compares the two
@@ -530,8 +544,26 @@ def information_flow(store, cutoffs, *, shell="remove", kind="amplitude", noise=
     if not 2 <= n_blocks <= n_tot:
         raise ValueError(f"n_blocks: must be in [2, n_samples={n_tot}], got {n_blocks}")
     sums, counts, kept = np.zeros((n_blocks, nc, 5, nr)), np.zeros(n_blocks), np.zeros(nc)
+    # momentum-shell companion: the original fields with their Fourier modes |p| above the
+    # cutoff removed, the cutoff chosen so that the kept fraction of lattice modes equals the
+    # kept fraction of neurons (from the first chunk's information)
+    chunks = list(src.complete_chunks())
+    info0 = src.chunk_parameters(chunks[0])[2] if chunks else np.zeros((1, 1))
+    pmag = np.sqrt(sum(np.meshgrid(*[(2 * np.pi * np.fft.fftfreq(L)) ** 2 for L in shape],
+                                   indexing="ij")))
+    pflat = np.sort(pmag.ravel())
+    masks, pcut = [], []
+    for c in cut:
+        f = float((info0 >= c).mean())
+        n_keep = int(round(f * V))
+        lam_p = pflat[n_keep - 1] if n_keep > 0 else -1.0
+        masks.append(pmag <= lam_p + 1e-12)
+        pcut.append(max(lam_p, 0.0))
+    sums_mom = np.zeros((n_blocks, nc, 5, nr))
+    # the full two-point matrix of every flow (lattice vertex of the fitted quartic coupling)
+    S2 = np.zeros((n_blocks, nc, V, V))
     restored_ok = True
-    for k in src.complete_chunks():
+    for k in chunks:
         params, fresh, info = src.chunk_parameters(k)
         n = info.shape[0]
         start = src.chunk_range(k)[0]
@@ -555,11 +587,21 @@ def information_flow(store, cutoffs, *, shell="remove", kind="amplitude", noise=
             ref = np.asarray(store.read_chunk(k)[0]).reshape(phi_orig.shape)
             restored_ok &= ok_params and np.array_equal(phi_full, phi_orig) and \
                 np.allclose(phi_full, ref, rtol=1e-9, atol=1e-9)
+        phi0 = np.asarray(evaluate(spec, params, lat, np))[:, 0, :]
+        phi0_k = np.fft.fftn(phi0.reshape((-1,) + shape), axes=tuple(range(1, len(shape) + 1)))
         for j, p in enumerate(plist):
             phi = np.asarray(evaluate(spec, p, lat, np))[:, 0, :]
             a, b = phi[:, :1], phi[:, r_idx]
             terms = np.stack([a * b, a * a * np.ones(nr), b * b, a * a * b * b, b], 1)
             np.add.at(sums[:, j], bid, terms)
+            for u in np.unique(bid):
+                m = bid == u
+                S2[u, j] += phi[m].T @ phi[m]
+            pm = np.fft.ifftn(phi0_k * masks[j][None], axes=tuple(range(1, len(shape) + 1)))
+            pm = pm.real.reshape(phi.shape[0], V)
+            a, b = pm[:, :1], pm[:, r_idx]
+            terms = np.stack([a * b, a * a * np.ones(nr), b * b, a * a * b * b, b], 1)
+            np.add.at(sums_mom[:, j], bid, terms)
             kept[j] += float((info >= cut[j]).sum())
         np.add.at(counts, bid, 1)
         n_neurons = info.shape[1]
@@ -574,12 +616,41 @@ def information_flow(store, cutoffs, *, shell="remove", kind="amplitude", noise=
     G2, G2e = _jk(sums, counts, g2)
     G4, G4e = _jk(sums, counts, g4c)
     mean, meane = _jk(sums, counts, lambda m: m[:, 4])
+    G2m, G2me = _jk(sums_mom, counts, g2)
+    G4m, G4me = _jk(sums_mom, counts, g4c)
+    # fitted quartic coupling of each flow: G4c(0, 0, r, r) = lambda T(r) with the lattice
+    # vertex T(r) = -24 sum_y K(0, y)^2 K(r, y)^2 and K the flow's own measured two-point
+    # matrix; weights 1/error(G4c)^2; jackknife with K re-estimated in every replica
+    w = np.where(G4e > 0, 1.0 / np.where(G4e > 0, G4e, 1.0) ** 2, 0.0)
+
+    def lam_of(m, K):
+        out = np.empty(nc)
+        for j in range(nc):
+            T = -24.0 * (K[j][0] ** 2 * K[j][r_idx] ** 2).sum(-1)
+            y = g4c(m[j][None])[0]
+            out[j] = (w[j] * T * y).sum() / max((w[j] * T * T).sum(), 1e-300)
+        return out
+
+    tot, totK, n_all = sums.sum(0), S2.sum(0), counts.sum()
+    lam = lam_of(tot / n_all, totK / n_all)
+    lam_rep = np.array([lam_of((tot - sums[u]) / (n_all - counts[u]),
+                               (totK - S2[u]) / (n_all - counts[u])) for u in range(n_blocks)])
+    lam_err = np.sqrt((n_blocks - 1) / n_blocks * ((lam_rep - lam_rep.mean(0)) ** 2).sum(0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zmom = np.abs(G2 - G2m) / np.sqrt(G2e ** 2 + G2me ** 2)
     data = {"G2": (("cutoff", "r"), G2), "G2_error": (("cutoff", "r"), G2e),
             "G4c": (("cutoff", "r"), G4), "G4c_error": (("cutoff", "r"), G4e),
             "mean": (("cutoff", "r"), mean), "mean_error": (("cutoff", "r"), meane),
-            "kept_fraction": ("cutoff", kept)}
+            "kept_fraction": ("cutoff", kept),
+            "G2_momentum_shell": (("cutoff", "r"), G2m),
+            "G2_momentum_shell_error": (("cutoff", "r"), G2me),
+            "G4c_momentum_shell": (("cutoff", "r"), G4m),
+            "G4c_momentum_shell_error": (("cutoff", "r"), G4me),
+            "momentum_shell_cutoff": ("cutoff", np.asarray(pcut)),
+            "lam": ("cutoff", lam), "lam_error": ("cutoff", lam_err)}
     attrs = {"arch": type(spec).__name__, "shell": shell, "kind": kind, "noise": float(noise),
              "direction": direction, "observation_model": "phi + N(0, noise^2) per site"}
+    attrs["momentum_shell_max_abs_z"] = float(np.nanmax(zmom)) if zmom.size else 0.0
     if direction == "ir_to_uv":
         attrs["restores_original"] = int(restored_ok)
     if isinstance(spec, ContinuumCosNet) and spec.form == "amplitude" and shell == "remove":

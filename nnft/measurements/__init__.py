@@ -16,7 +16,7 @@ from .base import (REGISTRY, Context, Measurement, Option, OptionError, check_op
                    registry_markdown, resolve_options, run_one, shared_plans, streamable)
 
 _MODULES = ("two_point", "npoint", "cluster", "symmetry", "couplings", "rg", "reweight",
-            "generating", "qft", "eft")
+            "generating", "qft", "eft", "running")
 for _m in _MODULES:
     importlib.import_module(f"{__name__}.{_m}")
 

@@ -113,6 +113,23 @@ def _information(ctx) -> dict:
                         float(ds["G2_error"][i, 0])))
         summary.append((f"I_c={c:.3g}: G4c(0, 0, 0, 0)", float(ds["G4c"][i, 0]),
                         float(ds["G4c_error"][i, 0])))
+    out["G2_momentum_shell"] = np.asarray(ds["G2_momentum_shell"]).tolist()
+    out["G2_momentum_shell_error"] = np.asarray(ds["G2_momentum_shell_error"]).tolist()
+    out["G4c_momentum_shell"] = np.asarray(ds["G4c_momentum_shell"]).tolist()
+    out["G4c_momentum_shell_error"] = np.asarray(ds["G4c_momentum_shell_error"]).tolist()
+    out["momentum_shell_cutoffs"] = np.asarray(ds["momentum_shell_cutoff"]).tolist()
+    out["momentum_shell_max_abs_z"] = ds.attrs["momentum_shell_max_abs_z"]
+    out["lam"] = np.asarray(ds["lam"]).tolist()
+    out["lam_error"] = np.asarray(ds["lam_error"]).tolist()
+    for i, c in enumerate(cut):
+        summary.append((f"I_c={c:.3g}: G2(0, 0) of the momentum-shell flow (|p| <= "
+                        f"{float(ds['momentum_shell_cutoff'][i]):.3g}, same kept fraction)",
+                        float(ds["G2_momentum_shell"][i, 0]),
+                        float(ds["G2_momentum_shell_error"][i, 0])))
+        summary.append((f"I_c={c:.3g}: quartic coupling lambda (lattice vertex, flow's own G2)",
+                        float(ds["lam"][i]), float(ds["lam_error"][i])))
+    summary.append(("information shell vs momentum shell (same kept fraction): max |z| of G2 "
+                    "(descriptive)", ds.attrs["momentum_shell_max_abs_z"], None))
     if "G2_expected" in ds:
         out["momentum_cutoffs"] = np.asarray(ds["momentum_cutoff"]).tolist()
         out["G2_expected"] = np.asarray(ds["G2_expected"]).tolist()

@@ -166,3 +166,46 @@ def test_information_shell_bad_inputs(amp_cos_store):
         InformationShellSource(amp_cos_store, 1.0, kind="bogus")
     with pytest.raises(ValueError, match="direction"):
         information_flow(amp_cos_store, [1.0], direction="sideways")
+
+
+def _stored_fields(store):
+    return np.concatenate([np.asarray(phi).reshape(phi.shape[0], -1)
+                           for _, phi, _ in store.iter_chunks()])
+
+
+def test_momentum_shell_beside_information_flow_and_quartic(deep_store):
+    """The momentum-shell companion of a deep ReLU flow and the flow's quartic coupling,
+    against a direct computation on the stored fields: at I_c = 0 (all neurons kept, all modes
+    kept) the two flows coincide; at the median cutoff the momentum-shell G2 is that of the
+    stored fields with the modes |p| > Lambda_p removed (companion: the next-lower mode
+    threshold gives a different G2); lambda at I_c = 0 is the weighted fit of G4c(0, 0, r, r)
+    with the lattice vertex of the measured G2 matrix."""
+    info = InformationShellSource(deep_store, 0.0).chunk_parameters(0)[2]
+    cut = float(np.quantile(info, 0.5))
+    ds = information_flow(deep_store, [0.0, cut], n_blocks=8)
+    np.testing.assert_allclose(ds["G2_momentum_shell"][0], ds["G2"][0], rtol=1e-10)
+    phi = _stored_fields(deep_store)
+    shape = deep_store.lattice.shape
+    pm = np.sqrt(sum(np.meshgrid(*[(2 * np.pi * np.fft.fftfreq(L)) ** 2 for L in shape],
+                                 indexing="ij")))
+    lam_p = float(ds["momentum_shell_cutoff"][1])
+    r_idx = np.array([np.ravel_multi_index((r, 0), shape) for r in ds["r"].values])
+
+    def g2_filtered(mask):
+        f = np.fft.ifftn(np.fft.fftn(phi.reshape((-1,) + shape), axes=(1, 2)) * mask,
+                         axes=(1, 2)).real.reshape(phi.shape)
+        return (f[:, :1] * f[:, r_idx]).mean(0)
+
+    np.testing.assert_allclose(ds["G2_momentum_shell"][1], g2_filtered(pm <= lam_p + 1e-12),
+                               rtol=1e-9)
+    lower = np.max(pm[pm < lam_p - 1e-9])
+    assert np.max(np.abs(g2_filtered(pm <= lower + 1e-12) - ds["G2_momentum_shell"][1])) > 1e-6
+    # the quartic coupling at I_c = 0
+    K = phi.T @ phi / phi.shape[0]
+    a, b = phi[:, :1], phi[:, r_idx]
+    g4 = (a * a * b * b).mean(0) - (a * a).mean(0) * (b * b).mean(0) - 2 * (a * b).mean(0) ** 2
+    T = -24 * (K[0] ** 2 * K[r_idx] ** 2).sum(-1)
+    w = 1 / ds["G4c_error"][0].values ** 2
+    assert float(ds["lam"][0]) == pytest.approx((w * T * g4).sum() / (w * T * T).sum(),
+                                                rel=1e-9)
+    assert np.all(ds["lam_error"] > 0)
