@@ -89,6 +89,7 @@ def running(ctx) -> dict:
            "runs": ds.attrs["runs"], "running_max_abs_z": ds.attrs["running_max_abs_z"],
            "running_p_value": ds.attrs["running_p_value"],
            "max_rel_discrepancy": ds.attrs["max_rel_discrepancy"],
+           "self_similar": bool(ds.attrs["self_similar"]),
            f"{_CHECK}: verdict": verdict, f"{_CHECK}: p_value": ds.attrs["p_value"]}
     for n in names:
         for k in ("", "_error", "_beta", "_beta_error", "_discrepancy", "_discrepancy_error",
@@ -115,6 +116,9 @@ def running(ctx) -> dict:
                     out["max_loop_share"], None))
     if heavy:
         summary.append(("G4c/G6c products heavy-tailed", "error bars not trusted", None))
+    if out["self_similar"]:
+        summary.append(("templates only rescale with Lambda (homogeneous kernel)",
+                        "agreement by construction: not a test of the running", None))
     summary += [("lambda runs with the cutoff (Holm)",
                  f"{out['runs']} (max |z| {out['running_max_abs_z']:.3g})", None),
                 ("largest |refitted - integrated| / |refitted|", out["max_rel_discrepancy"],
