@@ -47,10 +47,12 @@ from .couplings import (AmputatedVertexPlan, QuarticPlan, SixPointPlan, amputate
                         vertex_sum)
 from .generating import GeneratingPlan, gaussian_W, generating_functional, generating_plan
 from .rg import CoarseGrainedSource, rg_flow, shell_propagator
-from . import eft, positivity
+from . import eft, positivity, running
 from .eft import (coupling_templates, eft_match, fit_couplings, nonlocal_quartic_template,
                   perturbative_check, predict_connected, rank_truncations)
 from .eft import local_tuples as eft_tuples
+from .eft import power_law_fit
+from .running import (beta_functions, integrate_beta, running_comparison, running_templates)
 from .positivity import (qft_checks, reflection_basis, reflection_positivity,
                          rp_matrix_from_fields)
 from .reweighting import (ReweightingWarning, base_mass, hartree_mass, kish_ess, reweight,
@@ -79,7 +81,8 @@ __all__ = [
     "vertex_integral", "vertex_models", "vertex_sum", "gaussian_W", "generating_functional",
     "CoarseGrainedSource", "rg_flow", "shell_propagator",
     "eft", "coupling_templates", "eft_match", "eft_tuples", "nonlocal_quartic_template", "fit_couplings", "perturbative_check",
-    "predict_connected", "rank_truncations",
+    "predict_connected", "rank_truncations", "power_law_fit",
+    "running", "beta_functions", "integrate_beta", "running_comparison", "running_templates",
     "positivity", "qft_checks", "reflection_basis", "reflection_positivity", "rp_matrix_from_fields",
     "stats", "OUTCOMES", "Verdict", "verdict_from_chi2", "verdict_from_z", "combine_verdicts",
     "attach_verdict", "FourierModeMoments", "SeparationCovariance", "TailSample",
