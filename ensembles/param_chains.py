@@ -127,14 +127,28 @@ class ParamHMC:
     phase_mass : float
         Kinetic mass mu of the phases (their momentum is N(0, mu)).
     neuron_updates : int, optional
-        Single-neuron refresh proposals per trajectory (default ``min(N, 4)``); 0 keeps the
-        momenta fixed (then the chain is not ergodic in k: use only for diagnostics).
+        Single-neuron refresh proposals per trajectory (default ``min(N, 4)``).
+    momentum_fraction : float in [0, 1]
+        Fraction q of the neurons whose momenta are re-drawn per trajectory by the momentum moves
+        (default 0.5; 0 switches them off). With Gaussian amplitudes these are the ``round(q N)``
+        neurons of smallest ``|alpha_i|`` (the cheapest to move; the selection depends only on the
+        amplitudes, which the move keeps, so detailed balance holds); with constant amplitudes a
+        random subset. Their new momenta are drawn from P(p) with (a_i, c_i) kept and accepted
+        with ``min(1, exp(-dDelta S))``, in ``momentum_blocks`` blocks (a random partition).
+        Without them only the neuron refreshes change the momentum occupation numbers, whose
+        autocorrelation time is then ~ N / neuron_updates updates (the slow mode of chi and |M|).
+    momentum_blocks : int
+        Number of Metropolis blocks the selected neurons are split into (default 4).
+
+    Both ``neuron_updates = 0`` and ``momentum_fraction = 0`` keep the momenta fixed (the chain is
+    then not ergodic in k: use only for diagnostics).
     """
 
     kind = "hmc"
 
     def __init__(self, theory, *, eps=0.2, traj_length=math.pi / 2, n_steps_jitter=0.5,
-                 phase_mass=1.0, neuron_updates=None):
+                 phase_mass=1.0, neuron_updates=None, momentum_fraction=0.5,
+                 momentum_blocks=4):
         self.theory = _check_theory(theory)
         self.eps = _pos_float(eps, "eps")
         self.traj_length = _pos_float(traj_length, "traj_length")
@@ -146,6 +160,15 @@ class ParamHMC:
         if neuron_updates is None:
             neuron_updates = min(theory.width, 4)
         self.neuron_updates = _nonneg_int(neuron_updates, "neuron_updates")
+        try:
+            q = float(momentum_fraction)
+        except (TypeError, ValueError):
+            q = float("nan")
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"momentum_fraction must be in [0, 1], got {momentum_fraction!r}")
+        self.momentum_fraction = q
+        self.momentum_blocks = _nonneg_int(momentum_blocks, "momentum_blocks", 1)
+        self.last_neuron_acceptance = self.last_momentum_acceptance = float("nan")
         self.gaussian = theory.spec.amplitude == "gaussian"
         lat = theory.lattice
         self._pos = np.asarray(lat.positions(np), dtype=np.float64).reshape(theory.volume, theory.dim)
@@ -171,6 +194,8 @@ class ParamHMC:
         return {"sampler": "param_hmc", "eps": self.eps, "traj_length": self.traj_length,
                 "n_steps_jitter": self.n_steps_jitter, "n_steps_range": [lo, hi],
                 "phase_mass": self.phase_mass, "neuron_updates": self.neuron_updates,
+                "momentum_fraction": self.momentum_fraction,
+                "momentum_blocks": self.momentum_blocks,
                 "integrator": "exact prior rotation + Delta S kicks (leapfrog splitting)",
                 "coordinates": "alpha = a/sigma_a, c" if self.gaussian else "c (constant amplitudes)"}
 
@@ -281,8 +306,68 @@ class ParamHMC:
         state["dS"] = np.where(acc, dS, state["dS"])
         return state, acc.mean()
 
+    def n_momentum_moves(self):
+        """(neurons whose momenta are proposed per trajectory, block size)."""
+        N = self.theory.width
+        m = int(round(self.momentum_fraction * N))
+        if m == 0:
+            return 0, 0
+        nb = min(self.momentum_blocks, m)
+        return m, -(-m // nb)
+
+    def _momentum_moves(self, state, rng):
+        """Re-draw the momenta of the selected neurons (amplitudes, phases kept), in blocks.
+
+        The field change of a block is ``Re V ifftn(dA)`` with
+        ``dA_p = sum_{i in block} a_i (e^{i theta_i(p_i')} [p = p_i'] - e^{i theta_i(p_i)} [p = p_i])``
+        (two scatter-adds and one FFT), accepted per chain with ``min(1, exp(-dDelta S))``: the
+        proposal P(p') cancels the prior ratio of the momenta.
+        """
+        th = self.theory
+        k, c, a = state["k"], state["c"], state["a"]
+        R, N = c.shape
+        V = th.volume
+        m, B = self.n_momentum_moves()
+        if m == 0:
+            return state, float("nan")
+        a1 = a[:, 0, :]
+        if self.gaussian:  # the m neurons of smallest |alpha| (a function of the kept amplitudes)
+            sel = np.argpartition(np.abs(a1), m - 1, axis=1)[:, :m] if m < N else \
+                np.broadcast_to(np.arange(N), (R, N))
+        else:
+            sel = np.argsort(rng.random((R, N)), axis=1)[:, :m]
+        # random partition into blocks (independent of the state)
+        sel = np.take_along_axis(sel, np.argsort(rng.random((R, m)), axis=1), axis=1)
+        rows = np.arange(R)[:, None]
+        axes = tuple(range(1, 1 + th.dim))
+        off = (np.arange(R, dtype=np.int64) * V)[:, None]
+        rates = []
+        for b0 in range(0, m, B):
+            J = sel[:, b0:b0 + B]
+            nJ = J.shape[1]
+            ko, aj, cj = k[rows, J], a1[rows, J], c[rows, J]
+            kn = th.draw_momenta((R, nJ), rng)
+            to, tn = cj + th._origin_phase[ko], cj + th._origin_phase[kn]
+            idx = np.concatenate([(kn + off).ravel(), (ko + off).ravel()])
+            wr = np.concatenate([(aj * np.cos(tn)).ravel(), -(aj * np.cos(to)).ravel()])
+            wi = np.concatenate([(aj * np.sin(tn)).ravel(), -(aj * np.sin(to)).ravel()])
+            dA = np.empty(R * V, dtype=np.complex128)
+            dA.real = np.bincount(idx, weights=wr, minlength=R * V)
+            dA.imag = np.bincount(idx, weights=wi, minlength=R * V)
+            dphi = np.fft.ifftn(dA.reshape((R,) + th.shape), axes=axes).real * V
+            phi = state["phi"] + dphi
+            dS = th.delta_S(phi)
+            with np.errstate(invalid="ignore", over="ignore"):
+                acc = np.log(rng.random(R)) < state["dS"] - dS
+            r = np.flatnonzero(acc)
+            k[r[:, None], J[r]] = kn[r]
+            state["phi"][acc] = phi[acc]
+            state["dS"] = np.where(acc, dS, state["dS"])
+            rates.append(acc.mean())
+        return state, float(np.mean(rates))
+
     def update(self, state, rng, host_rng):
-        """One trajectory and ``neuron_updates`` neuron refreshes per chain.
+        """One trajectory, the momentum moves and ``neuron_updates`` neuron refreshes per chain.
 
         Returns ``(state, accept_prob, exp_mdH)`` of the trajectory (host arrays per chain).
         """
@@ -290,13 +375,14 @@ class ParamHMC:
         n = int(host_rng.integers(lo, hi + 1))
         state, acc, emdh = self._trajectory(state, rng, n)
         state = {key: np.array(v) for key, v in state.items()}  # owned copies (updated in place)
+        state, self.last_momentum_acceptance = self._momentum_moves(state, rng)
         rates = []
         for _ in range(self.neuron_updates):
             state, r = self._neuron_refresh(state, rng)
             rates.append(r)
         self.last_neuron_acceptance = float(np.mean(rates)) if rates else float("nan")
         # recompute the field from the parameters now and then to stop round-off drift
-        if self.neuron_updates:
+        if self.neuron_updates or self.momentum_fraction:
             phi = self._fields(state["k"], state["c"], state["a"])[0]
             state = dict(state, phi=phi, dS=self.theory.delta_S(phi))
         return state, acc, emdh
