@@ -137,8 +137,10 @@ class ParamHMC:
         with ``min(1, exp(-dDelta S))``, in ``momentum_blocks`` blocks (a random partition).
         Without them only the neuron refreshes change the momentum occupation numbers, whose
         autocorrelation time is then ~ N / neuron_updates updates (the slow mode of chi and |M|).
-    momentum_blocks : int
-        Number of Metropolis blocks the selected neurons are split into (default 4).
+    momentum_blocks : int, optional
+        Number of Metropolis blocks the selected neurons are split into. Default: tuned by
+        :func:`run_param_chain` during the warm-up (start at 4, doubled until the momentum-move
+        acceptance reaches 0.5; the acceptance falls with the volume at fixed block size).
 
     Both ``neuron_updates = 0`` and ``momentum_fraction = 0`` keep the momenta fixed (the chain is
     then not ergodic in k: use only for diagnostics).
@@ -148,7 +150,7 @@ class ParamHMC:
 
     def __init__(self, theory, *, eps=0.2, traj_length=math.pi / 2, n_steps_jitter=0.5,
                  phase_mass=1.0, neuron_updates=None, momentum_fraction=0.5,
-                 momentum_blocks=4):
+                 momentum_blocks=None):
         self.theory = _check_theory(theory)
         self.eps = _pos_float(eps, "eps")
         self.traj_length = _pos_float(traj_length, "traj_length")
@@ -167,7 +169,9 @@ class ParamHMC:
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"momentum_fraction must be in [0, 1], got {momentum_fraction!r}")
         self.momentum_fraction = q
-        self.momentum_blocks = _nonneg_int(momentum_blocks, "momentum_blocks", 1)
+        self.tune_blocks = momentum_blocks is None
+        self.momentum_blocks = 4 if momentum_blocks is None else \
+            _nonneg_int(momentum_blocks, "momentum_blocks", 1)
         self.last_neuron_acceptance = self.last_momentum_acceptance = float("nan")
         self.gaussian = theory.spec.amplitude == "gaussian"
         lat = theory.lattice
@@ -366,6 +370,29 @@ class ParamHMC:
             rates.append(acc.mean())
         return state, float(np.mean(rates))
 
+    def tune_momentum_blocks(self, state, rng, host_rng, target=0.5, updates_per_round=5,
+                             max_rounds=8):
+        """Double ``momentum_blocks`` until the momentum-move acceptance reaches ``target``.
+
+        Runs ``updates_per_round`` updates per round (warm-up only: the production chain uses the
+        final value). Returns ``(state, history)`` with history ``[(blocks, acceptance), ...]``.
+        """
+        hist = []
+        m, _ = self.n_momentum_moves()
+        if m == 0:
+            return state, hist
+        for _ in range(max_rounds):
+            rates = []
+            for _ in range(updates_per_round):
+                state, _, _ = self.update(state, rng, host_rng)
+                rates.append(self.last_momentum_acceptance)
+            r = float(np.mean(rates))
+            hist.append((self.momentum_blocks, r))
+            if r >= target or self.momentum_blocks >= m:
+                break
+            self.momentum_blocks = min(2 * self.momentum_blocks, m)
+        return state, hist
+
     def update(self, state, rng, host_rng):
         """One trajectory, the momentum moves and ``neuron_updates`` neuron refreshes per chain.
 
@@ -499,6 +526,9 @@ def run_param_chain(sampler, n_chains, n_times, store=None, *, chunk_times=None,
     if tune and sampler.step_size is not None:
         state, hist = tune_step_size(sampler, state, rng, hrng, target=float(target_accept),
                                      n_rounds=n_tune_rounds, updates_per_round=5)
+    bhist = []
+    if tune and getattr(sampler, "tune_blocks", False):
+        state, bhist = sampler.tune_momentum_blocks(state, rng, hrng)
     for _ in range(n_therm):
         state, _, _ = sampler.update(state, rng, hrng)
     t_warm = time.perf_counter() - t0
@@ -509,7 +539,8 @@ def run_param_chain(sampler, n_chains, n_times, store=None, *, chunk_times=None,
              "requested": {"n_chains": R, "n_times": n_times, "chunk_times": chunk_times,
                            "every": every, "n_therm": n_therm, "tune": bool(tune),
                            "target_accept": float(target_accept)},
-             "warmup": {"tune_history": [[float(s), float(a)] for s, a in hist]},
+             "warmup": {"tune_history": [[float(s), float(a)] for s, a in hist],
+                        "momentum_blocks_history": [[int(b), float(a)] for b, a in bhist]},
              "streams": {"chunk": "chunk_rng(seed, k)", "warmup_key": WARMUP_KEY}}
     fs = None
     if store is not None:
