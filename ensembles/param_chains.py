@@ -31,8 +31,8 @@ Samplers
     ``min(1, exp(-dDelta S))``; they make the discrete momenta ergodic.
 
 Streams: production chunk k uses ``chunk_rng(seed, k)`` (all draws), the warm-up the key
-``WARMUP_KEY`` of :mod:`nnft.lattice.mcmc`. Chains are not resumable (a rerun with ``overwrite``
-starts again).
+``WARMUP_KEY`` of :mod:`nnft.lattice.mcmc`. Chains written to a store resume from their last
+complete chunk, bit for bit (:func:`run_param_chain`, Notes).
 """
 from __future__ import annotations
 
@@ -476,7 +476,10 @@ def run_param_chain(sampler, n_chains, n_times, store=None, *, chunk_times=None,
     n_chains, n_times : int
         Independent chains (the store's ``n_replicas``) and measurements per chain.
     store : str or os.PathLike, optional
-        FieldStore directory (``source="mcmc"``, time-major); created (``overwrite`` to replace).
+        FieldStore directory (``source="mcmc"``, time-major). Created when absent; an existing
+        store of the same theory and chain settings is **resumed** at its first missing chunk from
+        the chain state saved with its last complete chunk, bit for bit (``overwrite`` replaces it
+        instead). See Notes.
     chunk_times : int, optional
         Measurements per chain per chunk (default ``min(n_times, max(1, 4096 // n_chains))``).
     every : int
@@ -485,23 +488,37 @@ def run_param_chain(sampler, n_chains, n_times, store=None, *, chunk_times=None,
         Updates after tuning before the first measurement (chains start from exact draws of the
         base density P, so a short thermalisation suffices at weak coupling).
     tune : bool
-        Tune the HMC step size to ``target_accept`` (ignored by the independence sampler).
+        Tune the HMC step size to ``target_accept`` and, when ``momentum_blocks`` was not given,
+        the momentum-move blocks (ignored by the independence sampler).
     seed : int, optional
-        Seed entropy (see module docstring).
+        Seed entropy (see module docstring). A resumed store keeps its own seed.
     dtype : {"float64", "float32"}
         Storage precision of the fields.
     save_params : bool
         Also save the parameters of every stored sample under ``<store>/_nnft_params/``
         (one ``.npz`` per chunk with arrays k, c, a, time-major; :func:`load_param_chunk`).
     callback : callable(k, phi, log_weight), optional
-        Receives each chunk of fields (time-major ``(chunk_times * n_chains, *shape)``).
+        Receives each chunk of fields (time-major ``(chunk_times * n_chains, *shape)``). When a
+        store is resumed, the chunks already complete are read back and passed first, in order,
+        so a streaming analysis sees the whole chain.
 
     Returns
     -------
     ParamChainResult
+
+    Notes
+    -----
+    Resuming. With a store, the chain state at the start of every chunk k (parameters k, c, a,
+    field and Delta S of every chain, and the bit-generator states of the chunk's two streams) is
+    written to ``<store>/_nnft_param_state/state_<k>.npz`` together with the per-update
+    diagnostics of chunk k-1, each file atomically (temporary file + rename), *before* chunk k-1
+    is marked complete in the store; the sampler settings after tuning (step size, momentum
+    blocks) are in ``store.extra["sampler"]``. A run killed at any moment therefore resumes from
+    its last complete chunk and produces the same bytes as an uninterrupted run.
     """
     from nnft.lattice import FieldStore, chunk_rng, resolve_seed
     from nnft.lattice.mcmc import WARMUP_KEY, tune_step_size
+    from nnft.lattice.store import StoreError
 
     if not isinstance(sampler, (IndependenceSampler, ParamHMC)):
         raise ValueError(f"sampler must be an IndependenceSampler or ParamHMC, got {sampler!r}")
@@ -517,47 +534,82 @@ def run_param_chain(sampler, n_chains, n_times, store=None, *, chunk_times=None,
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept!r}")
     if store is None and callback is None:
         raise ValueError("give a store to write to, a callback to stream to, or both")
-    seed = resolve_seed(seed)
+    lim = th.limit()["description"]
+    requested = {"n_chains": R, "n_times": n_times, "chunk_times": chunk_times, "every": every,
+                 "n_therm": n_therm, "tune": bool(tune), "target_accept": float(target_accept),
+                 "n_tune_rounds": int(n_tune_rounds), "save_params": bool(save_params),
+                 "initial": sampler.settings()}
+    n_chunks = -(-n_times // chunk_times)
     t0 = time.perf_counter()
-    rng = chunk_rng(seed, WARMUP_KEY, np)
-    hrng = _host_rng(seed, WARMUP_KEY)
-    state = initial_state(th, R, rng)
-    hist = []
-    if tune and sampler.step_size is not None:
-        state, hist = tune_step_size(sampler, state, rng, hrng, target=float(target_accept),
-                                     n_rounds=n_tune_rounds, updates_per_round=5)
-    bhist = []
-    if tune and getattr(sampler, "tune_blocks", False):
-        state, bhist = sampler.tune_momentum_blocks(state, rng, hrng)
-    for _ in range(n_therm):
-        state, _, _ = sampler.update(state, rng, hrng)
+    fs, resumed = None, False
+    if store is not None and Path(store).exists() and not overwrite:
+        fs = FieldStore.open_or_create(Path(store), th.lattice, n_times * R, chunk_times * R,
+                                       source="mcmc", spec=th.to_dict(), seed=seed, dtype=dtype,
+                                       n_replicas=R)
+        old = fs.extra.get("requested", {})
+        if _canon(old) != _canon(requested):
+            raise StoreError(f"store {str(store)!r} was made with different chain settings: "
+                             f"store has {old}, asked for {requested}")
+        _restore_settings(sampler, fs.extra["sampler"])
+        seed, resumed = fs.seed, True
+    seed = resolve_seed(seed)
+
+    hist, bhist = [], []
+    if not resumed:
+        rng = chunk_rng(seed, WARMUP_KEY, np)
+        hrng = _host_rng(seed, WARMUP_KEY)
+        state = initial_state(th, R, rng)
+        if tune and sampler.step_size is not None:
+            state, hist = tune_step_size(sampler, state, rng, hrng, target=float(target_accept),
+                                         n_rounds=n_tune_rounds, updates_per_round=5)
+        if tune and getattr(sampler, "tune_blocks", False):
+            state, bhist = sampler.tune_momentum_blocks(state, rng, hrng)
+        for _ in range(n_therm):
+            state, _, _ = sampler.update(state, rng, hrng)
     t_warm = time.perf_counter() - t0
 
-    lim = th.limit()["description"]
-    extra = {"sampler": sampler.settings(), "theory": th.name, "limit": lim,
-             "time_major": True, "updates_per_measurement": every, "parameter_space": True,
-             "requested": {"n_chains": R, "n_times": n_times, "chunk_times": chunk_times,
-                           "every": every, "n_therm": n_therm, "tune": bool(tune),
-                           "target_accept": float(target_accept)},
-             "warmup": {"tune_history": [[float(s), float(a)] for s, a in hist],
-                        "momentum_blocks_history": [[int(b), float(a)] for b, a in bhist]},
-             "streams": {"chunk": "chunk_rng(seed, k)", "warmup_key": WARMUP_KEY}}
-    fs = None
-    if store is not None:
+    if store is not None and not resumed:
+        extra = {"sampler": sampler.settings(), "theory": th.name, "limit": lim,
+                 "time_major": True, "updates_per_measurement": every, "parameter_space": True,
+                 "requested": requested,
+                 "warmup": {"tune_history": [[float(s), float(a)] for s, a in hist],
+                            "momentum_blocks_history": [[int(b), float(a)] for b, a in bhist]},
+                 "streams": {"chunk": "chunk_rng(seed, k); host SeedSequence(seed, spawn_key=(k, 1))",
+                             "warmup_key": WARMUP_KEY},
+                 "resume": f"chain state per chunk in {STATE_DIR}/"}
         fs = FieldStore.create(Path(store), th.lattice, n_times * R, chunk_times * R,
                                source="mcmc", spec=th.to_dict(), seed=seed, dtype=dtype,
                                n_replicas=R, extra=extra, overwrite=overwrite)
-        if save_params:
-            (Path(store) / PARAMS_DIR).mkdir(exist_ok=True)
-    n_chunks = -(-n_times // chunk_times)
-    accs, ems, nacc = [], [], []
+        _save_state(fs.path, 0, state, seed)
+    if save_params and fs is not None:
+        (Path(fs.path) / PARAMS_DIR).mkdir(exist_ok=True)
+
+    if fs is not None:
+        todo = fs.missing_chunks()
+        if todo and todo != list(range(todo[0], n_chunks)):
+            raise StoreError(f"store {str(fs.path)!r}: missing chunks {todo} are not a suffix; "
+                             "a Markov chain can only be continued from its end")
+        done = [k for k in range(n_chunks) if k not in todo]
+        if resumed:
+            for k in done:  # replay the complete chunks to the streaming analysis
+                if callback is not None:
+                    phi_k, _ = fs.read_chunk(k)
+                    callback(k, np.asarray(phi_k), None)
+            state = _load_state(fs.path, todo[0]) if todo else None
+    else:
+        todo, done = list(range(n_chunks)), []
+    mem_diags = []
     t1 = time.perf_counter()
-    for kc in range(n_chunks):
+    for kc in todo:
         rng = chunk_rng(seed, kc, np)
         hrng = _host_rng(seed, kc)
+        if resumed and kc == todo[0]:  # the saved stream states (equal to the keyed ones)
+            rs = _load_rng_state(fs.path, kc)
+            rng.bit_generator.state, hrng.bit_generator.state = rs["device"], rs["host"]
         T = min(chunk_times, n_times - kc * chunk_times)
         out = np.empty((T, R) + th.shape, dtype=np.float64)
         pk = {"k": [], "c": [], "a": []} if (save_params and fs is not None) else None
+        accs, ems, nacc = [], [], []
         for t in range(T):
             for _ in range(every):
                 state, a, e = sampler.update(state, rng, hrng)
@@ -570,22 +622,117 @@ def run_param_chain(sampler, n_chains, n_times, store=None, *, chunk_times=None,
                 for key in pk:
                     pk[key].append(np.array(state[key]))
         chunk_phi = out.reshape((T * R,) + th.shape)
+        diag = {"accept_prob": np.asarray(accs), "neuron_acceptance": np.asarray(nacc)}
+        if ems:
+            diag["exp_mdH"] = np.asarray(ems)
         if fs is not None:
-            fs.write_chunk(kc, chunk_phi)
             if pk is not None:
-                np.savez(Path(store) / PARAMS_DIR / f"params_{kc:010d}.npz",
-                         **{key: np.concatenate(v) for key, v in pk.items()})
+                _atomic_savez(Path(fs.path) / PARAMS_DIR / f"params_{kc:010d}.npz",
+                              **{key: np.concatenate(v) for key, v in pk.items()})
+            _save_state(fs.path, kc + 1, state, seed, diag=(kc, diag))
+            fs.write_chunk(kc, chunk_phi)  # marks the chunk complete last
+        else:
+            mem_diags.append(diag)
         if callback is not None:
             callback(kc, chunk_phi if dtype == "float64" else chunk_phi.astype(dtype), None)
         if progress:
             print(f"[param-mcmc] chunk {kc + 1}/{n_chunks}: acceptance {np.mean(accs):.3f}",
                   flush=True)
     t_prod = time.perf_counter() - t1
+    if fs is not None:
+        diags = _load_diags(fs.path, fs.complete_chunks())
+    else:
+        diags = mem_diags
+    acc_all = np.concatenate([d["accept_prob"] for d in diags]) if diags else np.zeros((0, R))
+    em = [d["exp_mdH"] for d in diags if "exp_mdH" in d]
+    nacc = np.concatenate([d["neuron_acceptance"] for d in diags]) if diags else np.zeros(0)
+    if state is None and fs is not None:
+        state = _load_state(fs.path, n_chunks)
     return ParamChainResult(
-        store=fs, state=state, settings=sampler.settings(), accept_prob=np.asarray(accs),
-        exp_mdH=np.asarray(ems) if ems else None, theory=th.name, limit=lim,
+        store=fs, state=state, settings=sampler.settings(), accept_prob=acc_all,
+        exp_mdH=np.concatenate(em) if em else None, theory=th.name, limit=lim,
         timings={"warmup": t_warm, "production": t_prod},
         neuron_acceptance=float(np.nanmean(nacc)) if np.any(np.isfinite(nacc)) else float("nan"))
+
+
+STATE_DIR = "_nnft_param_state"
+_STATE_KEYS = ("k", "c", "a", "phi", "dS")
+
+
+def _canon(d):
+    import json
+
+    return json.loads(json.dumps(d, sort_keys=True, default=float))
+
+
+def _restore_settings(sampler, saved):
+    """Sampler settings after tuning, as saved in the store (step size, momentum blocks)."""
+    if sampler.step_size is not None and saved.get("eps") is not None:
+        sampler.step_size = saved["eps"]
+    if isinstance(sampler, ParamHMC) and "momentum_blocks" in saved:
+        sampler.momentum_blocks = int(saved["momentum_blocks"])
+        sampler.tune_blocks = False
+
+
+def _atomic_savez(path, **arrays):
+    """``np.savez`` to a temporary file in the same directory, then rename (atomic)."""
+    import os
+    import uuid
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _save_state(path, k, state, seed, diag=None, keep=2):
+    """Chain state at the start of chunk ``k`` (+ diagnostics of chunk k-1), atomically."""
+    import json
+
+    from nnft.lattice import chunk_rng
+
+    d = Path(path) / STATE_DIR
+    d.mkdir(exist_ok=True)
+    if diag is not None:
+        _atomic_savez(d / f"diag_{diag[0]:010d}.npz", **diag[1])
+    rng_state = {"device": chunk_rng(seed, k, np).bit_generator.state,
+                 "host": _host_rng(seed, k).bit_generator.state}
+    _atomic_savez(d / f"state_{k:010d}.npz", chunk=np.int64(k),
+                  rng_state=np.array(json.dumps(rng_state, default=int)),
+                  **{key: np.asarray(state[key]) for key in _STATE_KEYS})
+    for p in sorted(d.glob("state_*.npz"))[:-keep]:
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
+def _load_state(path, k):
+    """Chain state at the start of chunk ``k`` saved by :func:`_save_state`."""
+    p = Path(path) / STATE_DIR / f"state_{int(k):010d}.npz"
+    if not p.exists():
+        raise ValueError(f"cannot resume {str(path)!r}: the chain state before chunk {k} was not "
+                         f"saved (missing {p.name}); delete the store and rerun")
+    with np.load(p) as z:
+        return {key: np.array(z[key]) for key in _STATE_KEYS}
+
+
+def _load_rng_state(path, k):
+    import json
+
+    with np.load(Path(path) / STATE_DIR / f"state_{int(k):010d}.npz") as z:
+        return json.loads(str(z["rng_state"]))
+
+
+def _load_diags(path, chunks):
+    d = Path(path) / STATE_DIR
+    out = []
+    for k in chunks:
+        p = d / f"diag_{int(k):010d}.npz"
+        if p.exists():
+            with np.load(p) as z:
+                out.append({key: z[key] for key in z.files})
+    return out
 
 
 def load_param_chunk(store, k):
