@@ -24,7 +24,11 @@ shared with other jobs: compare within a run.
 
 Usage: python benchmarks/param_vs_hmc_1904.py [--points 6 10 14 weak] [--widths 4 8 16 32]
            [--chains 16] [--times 400] [--hmc-times 1600] [--tag T]
-       python benchmarks/param_vs_hmc_1904.py --replicas 12 --points weak --widths 16
+       python benchmarks/param_vs_hmc_1904.py --replicas 12 --chains 8 --points weak 6 --widths 16
+       python benchmarks/param_vs_hmc_1904.py --mixing --chains 8 --times 2000 --points weak 6 --widths 4 32
+
+Mixing mode (``--mixing``): long chains of both configurations; tau_int (Gamma method) of chi, G0,
+E, |M| and of the occupation numbers of the three lowest momentum shells.
 """
 from __future__ import annotations
 
@@ -159,9 +163,78 @@ def replicas_mode(a, mach):
     return out
 
 
+def mixing_mode(a, mach):
+    """Long chains: tau_int of |M|, chi, E and of the occupation numbers of the lowest momenta."""
+    from nnft.ensembles.param_chains import initial_state
+    from nnft.lattice import chunk_rng
+    from nnft.lattice.mcmc import tune_step_size
+    from nnft.observables.gamma import gamma_error
+
+    out = []
+    R, T = a.chains, a.times
+    for key in a.points:
+        L, c = POINTS[key]
+        act = Phi4Action((L, L), **c)
+        V = L * L
+        for f in a.widths:
+            N = int(round(f * V))
+            th = DeformedCosNet.from_action(act, N)
+            P = np.asarray(th.lattice.momenta(np)).reshape(V, 2)
+            phat2 = (4 * np.sin(P / 2) ** 2).sum(1)
+            shells = np.unique(np.round(phat2, 9))[:3]
+            for label, kw in (("momentum moves (default)", {}), ("old: 4 refreshes, no momentum moves", OLD)):
+                s = ParamHMC(th, **kw)
+                rng, hrng = chunk_rng(11, 0, np), np.random.default_rng(12)
+                st = initial_state(th, R, rng)
+                st, _ = tune_step_size(s, st, rng, hrng, target=0.8, n_rounds=15, updates_per_round=5)
+                if s.tune_blocks:
+                    st, _ = s.tune_momentum_blocks(st, rng, hrng)
+                for _ in range(100):
+                    st, _, _ = s.update(st, rng, hrng)
+                ser, occ = [], []
+                t0 = time.perf_counter()
+                for _ in range(T):
+                    st, _, _ = s.update(st, rng, hrng)
+                    ser.append(primary_series(st["phi"], 2))
+                    occ.append([np.isin(st["k"], np.flatnonzero(np.isclose(phat2, sh))).sum(1)
+                                for sh in shells])
+                wall = time.perf_counter() - t0
+                ob = observables(ser, R, V)
+                occ = np.asarray(occ, dtype=float)  # (T, shells, R)
+                rec = {"point": key, "L": L, "N": N, "sampler": label, "chains": R, "times": T,
+                       "eps": s.eps, "wall_s": wall, "momentum_blocks": s.momentum_blocks,
+                       **{o: ob[o] for o in OBS}}
+                for j, sh in enumerate(shells):
+                    g = gamma_error(occ[:, j, :].ravel(), R)
+                    rec[f"n(phat^2={sh:.3g})"] = [g.value, g.error, g.tau_int, g.dtau_int]
+                out.append(rec)
+                print(f"[{key} N={N}] {label}: " + " ".join(f"tau({o})={rec[o][2]:.2f}" for o in OBS)
+                      + " " + " ".join(f"tau({k})={v[2]:.1f}({v[3]:.1f})" for k, v in rec.items()
+                                       if k.startswith("n(")), flush=True)
+    return out
+
+
 def markdown(rep):
     m, s = rep["machine"], rep["settings"]
     lines = []
+    if rep.get("mixing"):
+        lines += ["# Mixing of parameter-space chains: tau_int of observables and occupation numbers", "",
+                  f"Machine: {m['cpu']}, {m['cores']} cores, shared with other jobs (load "
+                  f"{m['load_avg_1_5_15']}). {s['chains']} chains x {s['times']} updates after tuning "
+                  "and 100 thermalisation updates; tau_int by the Gamma method (automatic window, "
+                  "S = 2; independent = 1/2) in updates. n(phat^2) = number of neurons on the momenta "
+                  "of one shell (the three lowest shells). Total wall "
+                  f"{rep['total_wall_s']:.0f} s.", "",
+                  "| point | N | sampler | eps | " + " | ".join(f"tau({o})" for o in OBS)
+                  + " | tau(n) lowest shells | n (mean) |",
+                  "|---|---|---|---|" + "---|" * (len(OBS) + 2)]
+        for r in rep["mixing"]:
+            ns = [(k, v) for k, v in r.items() if k.startswith("n(")]
+            lines.append(f"| {r['point']} (L={r['L']}) | {r['N']} | {r['sampler']} | {r['eps']:.3g} | "
+                         + " | ".join(f"{r[o][2]:.2f}" for o in OBS) + " | "
+                         + ", ".join(f"{v[2]:.1f}({v[3]:.1f})" for _, v in ns) + " | "
+                         + ", ".join(f"{v[0]:.1f}" for _, v in ns) + " |")
+        return "\n".join(lines) + "\n"
     if rep.get("replicas"):
         lines += ["# Replica check of the quoted errors of parameter-space chains", "",
                   f"Machine: {m['cpu']}, {m['cores']} cores, shared with other jobs (load "
@@ -221,6 +294,7 @@ def main(argv=None):
     ap.add_argument("--times", type=int, default=400)
     ap.add_argument("--hmc-times", type=int, default=1600)
     ap.add_argument("--replicas", type=int, default=0)
+    ap.add_argument("--mixing", action="store_true", help="long-chain tau_int mode")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--tag", default="")
     ap.add_argument("--from-json", default=None, help="re-render the markdown of a result JSON")
@@ -232,13 +306,15 @@ def main(argv=None):
     mach = machine()
     t0 = time.time()
     rep = {"machine": mach, "settings": vars(a)}
-    if a.replicas:
+    if a.mixing:
+        rep["mixing"] = mixing_mode(a, mach)
+    elif a.replicas:
         rep["replicas"] = replicas_mode(a, mach)
     else:
         rep["rows"] = widths_mode(a, mach)
     rep["total_wall_s"] = time.time() - t0
     rep["machine"]["load_avg_1_5_15"] = machine()["load_avg_1_5_15"]
-    name = "param-vs-hmc-1904-" + ("replicas-" if a.replicas else "") + machine_tag() + (f"-{a.tag}" if a.tag else "")
+    name = "param-vs-hmc-1904-" + ("mixing-" if a.mixing else "replicas-" if a.replicas else "") + machine_tag() + (f"-{a.tag}" if a.tag else "")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(rep, indent=1, default=float))
