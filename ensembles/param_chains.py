@@ -26,9 +26,12 @@ Samplers
     part is integrated exactly (a rotation of (alpha, pi_alpha) by the step size) between kicks by
     ``-dDelta S/dtheta``, so the integrator is exact for Delta S = 0 and every amplitude, whatever
     its momentum p_i, oscillates with the same unit frequency: this is Fourier acceleration (see
-    docs/parameter-space-mcmc.md). After each trajectory ``neuron_updates`` Metropolis moves
-    each refresh one randomly chosen neuron (k, c, a) from its prior, accepted with
-    ``min(1, exp(-dDelta S))``; they make the discrete momenta ergodic.
+    docs/parameter-space-mcmc.md). After each trajectory the discrete momenta move: momentum
+    moves re-draw the momenta of the fraction ``momentum_fraction`` of neurons with the smallest
+    amplitudes (in blocks), and ``neuron_updates`` Metropolis moves each refresh one randomly
+    chosen neuron (k, c, a) from its prior, all accepted with ``min(1, exp(-dDelta S))``. The
+    momentum moves keep the occupation numbers of the momenta (a slow mode of chi and |M| otherwise,
+    with tau ~ N / neuron_updates updates) mixing in a few updates.
 
 Streams: production chunk k uses ``chunk_rng(seed, k)`` (all draws), the warm-up the key
 ``WARMUP_KEY`` of :mod:`nnft.lattice.mcmc`. Chains written to a store resume from their last
