@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from pathlib import Path
 
@@ -380,7 +381,12 @@ def _deformed_theory(s, target, N, base=None):
                                       kinetic=float(target.get("kinetic", 0.0)))
 
 
-def _run_widths(s, ip, target, log):
+def _safe_label(label) -> str:
+    """A target label as a file-name part (letters, digits, '-', '_' and '.' kept)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(label)).strip("._") or "target"
+
+
+def _run_widths(s, ip, target, log, out=None):
     from .ensembles.deformed import width_extrapolation
     from .ensembles.param_chains import IndependenceSampler, ParamHMC, run_param_chain
     from .observables.gamma import primary_series
@@ -395,7 +401,14 @@ def _run_widths(s, ip, target, log):
         sampler = ParamHMC(theory) if s["sampler"] == "hmc" else IndependenceSampler(theory)
         parts = []
         t0 = time.perf_counter()
-        res = run_param_chain(sampler, s["n_chains"], s["n_times"], seed=s["seed"] + 1000 * ip + iw + 1,
+        # chains are stored in the run folder, so an interrupted run resumes each width from
+        # its last complete chunk (complete chunks are replayed to the callback)
+        store = None
+        if out is not None:
+            (Path(out) / "param_mcmc").mkdir(parents=True, exist_ok=True)
+            store = Path(out) / "param_mcmc" / f"{_safe_label(target['label'])}-N{N}.zarr"
+        res = run_param_chain(sampler, s["n_chains"], s["n_times"], store,
+                              seed=s["seed"] + 1000 * ip + iw + 1,
                               n_therm=s["n_therm"], callback=lambda k, phi, lw: parts.append(
                                   primary_series(np.asarray(phi), len(act_c.shape))))
         wall = time.perf_counter() - t0
@@ -493,7 +506,7 @@ def run_param_mcmc(section: dict, out, *, quiet: bool = False) -> dict:
     rows, points, plotted, summary, vrows = [], [], [], [], []
     obs = s["observables"]
     for ip, target in enumerate(s["target"]):
-        wrows, ext, info = _run_widths(s, ip, target, log)
+        wrows, ext, info = _run_widths(s, ip, target, log, out)
         ref = None
         if s["hmc"]:
             ref_act, scale = reference_action(target)

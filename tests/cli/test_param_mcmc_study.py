@@ -128,3 +128,40 @@ def test_report_renders_the_study(weak_run):
     assert "| point | method | N | acceptance | abs_M | chi | E |" in text
     assert " ± " in text and "![param_mcmc](plots/param-mcmc-extrapolation.png)" in text
     assert "weak: chi extrapolation vs HMC" in text
+
+
+def test_interrupted_study_resumes_to_the_same_numbers(weak_run, tmp_path, monkeypatch):
+    """The chains of each width are stored in the run folder (param_mcmc/<label>-N<N>.zarr): a
+    study killed while writing its third width resumes (complete widths are read back, the rest
+    re-run from their saved chain state) and reproduces
+    every number of an uninterrupted run; companion: another seed gives other numbers."""
+    from nnft.lattice import FieldStore
+
+    out, res = weak_run
+    assert sorted(p.name for p in (out / "param_mcmc").iterdir()) == [
+        f"weak-N{n}.zarr" for n in (128, 16, 32, 64)]
+    sec = {"target": WEAK, "widths": [16, 32, 64, 128], "n_chains": 8, "n_times": 150,
+           "hmc_times": 300, "n_therm": 20, "observables": OBS, "seed": 5}
+    real = FieldStore.write_chunk
+    calls = {"n": 0}
+
+    class Killed(Exception):
+        pass
+
+    def dying_write(self, *a, **k):  # the third chunk written in the whole study dies
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Killed
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(FieldStore, "write_chunk", dying_write)
+    with pytest.raises(Killed):
+        run_param_mcmc(sec, tmp_path, quiet=True)
+    monkeypatch.setattr(FieldStore, "write_chunk", real)
+    again = run_param_mcmc(sec, tmp_path, quiet=True)
+    for a, b in zip(res["rows"], again["rows"]):
+        for o in OBS:
+            assert a[o] == b[o] and a[f"{o}_error"] == b[f"{o}_error"], (o, a, b)
+    other = run_param_mcmc({**sec, "seed": 6, "widths": [16, 32], "hmc": False},
+                           tmp_path / "other", quiet=True)
+    assert other["rows"][0]["chi"] != res["rows"][0]["chi"]
