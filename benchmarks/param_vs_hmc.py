@@ -22,7 +22,7 @@ production wall time / N_eff. The machine is named and was shared with other job
 ratios within one run, not absolute times across runs.
 
 Width mode (``--widths N1 N2 ...``): for the arXiv:1904.12072 points (convention A, m^2 = -4,
-lambda_A = 6.975 at L = 6, 6.008 at L = 8, 5.276 at L = 10, 4.560 at L = 12; ``--points``; see
+lambda_A = 6.975 at L = 6, 6.008 at L = 8, 5.550 at L = 10, 5.276 at L = 12; ``--points``; see
 also param_vs_hmc_1904.py) and a weak-coupling point, run ParamHMC on the
 deformed width-N cos-net (base = Hartree mass) at each width, extrapolate chi, G0, E and |M| in 1/N
 (``nnft.ensembles.width_extrapolation``) and compare with field-space HMC on the lattice action
@@ -165,11 +165,10 @@ def main(argv=None):
 
 POINTS = {"6": (6, {"convention": "A", "m2": -4.0, "lam": 6.975}),
           "8": (8, {"convention": "A", "m2": -4.0, "lam": 6.008}),
-          "10": (10, {"convention": "A", "m2": -4.0, "lam": 5.276}),
-          "12": (12, {"convention": "A", "m2": -4.0, "lam": 4.560}),
-          # lambda_A = 5.276 belongs to L = 10 in arXiv:1904.12072 (ensembles E1-E5: L = 6 .. 14);
-          # results/param-vs-hmc-widths-*-L12.md was run at L = 12 with 5.276, off their line
-          "12-5.276": (12, {"convention": "A", "m2": -4.0, "lam": 5.276}),
+          "10": (10, {"convention": "A", "m2": -4.0, "lam": 5.550}),
+          "12": (12, {"convention": "A", "m2": -4.0, "lam": 5.276}),
+          # the arXiv:1904.12072 ensembles E1-E5: L = 6, 8, 10, 12, 14 with lambda_A = 6.975,
+          # 6.008, 5.550, 5.276, 5.113 (an independent reproduction lists 5.267 for L = 12)
           "weak": (6, {"convention": "C", "m2": 0.5, "g": 0.5})}
 WOBS = ("chi", "G0", "E", "abs_M")
 
