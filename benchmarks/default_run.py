@@ -68,6 +68,21 @@ def diff(a, b, where=""):
     return worst
 
 
+def all_diffs(a, b, where=""):
+    """Every (relative difference, path) between the numbers of two results trees."""
+    out = []
+    if isinstance(a, dict):
+        for k in a:
+            if k in b:
+                out += all_diffs(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            out += all_diffs(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and isinstance(b, (int, float)):
+        out.append((abs(a - b) / max(abs(a), 1e-300), where))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--old", required=True, help="checkout of the older nnft with .venv/")
@@ -88,6 +103,9 @@ def main():
                 cpus[tag].append(cpu)
                 print(f"{tag} run {i}: {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
     worst, where = diff(strip_timings(res["old"]), strip_timings(res["new"]))
+    diffs = sorted(all_diffs(strip_timings(res["old"]), strip_timings(res["new"])), reverse=True)
+    moved = [(d, w) for d, w in diffs if d > 1e-9]
+    rest = max((d for d, w in diffs if not w.endswith(("/rate", "/rate_error"))), default=0.0)
     best = {k: min(v) for k, v in times.items()}
     bcpu = {k: min(v) for k, v in cpus.items()}
     old_commit = subprocess.run(['git', '-C', args.old, 'rev-parse', '--short', 'HEAD'],
@@ -112,7 +130,9 @@ system of each `nnft run` process, all its threads) is the steadier comparison.
 | all runs, CPU (s) | {', '.join(f'{t:.1f}' for t in cpus['old'])} | {', '.join(f'{t:.1f}' for t in cpus['new'])} | |
 
 Physics numbers: largest relative difference over every number of results.json present in
-both (timings aside): {worst:.2e} at `{where}`.
+both (timings aside): {worst:.2e} at `{where}`. Numbers compared: {len(diffs)}; differing by
+more than 1e-9 relative: {len(moved)}{' (' + ', '.join(f'`{w}` {d:.1e}' for d, w in moved[:6]) + (', ...' if len(moved) > 6 else '') + ')' if moved else ''}.
+Largest difference outside the exponential-fit `rate` / `rate_error` outputs: {rest:.1e}.
 """
     path = ROOT / "benchmarks" / "results" / f"default-run-{machine()}.md"
     path.write_text(text)
@@ -121,6 +141,8 @@ both (timings aside): {worst:.2e} at `{where}`.
         "samples": args.samples, "repeats": args.repeats, "old": args.old,
         "old_commit": old_commit, "new_commit": new_commit, "wall_s": times, "cpu_s": cpus,
         "largest_rel_diff": worst, "largest_rel_diff_at": where,
+        "n_numbers": len(diffs), "moved_over_1e-9": [[d, w] for d, w in moved],
+        "largest_rel_diff_outside_fit_rates": rest,
         "headlines": [{"what": f"default nnft run, {args.samples} samples ({kind} time)",
                        "nnft_s": v["new"], "baseline": f"nnft git {old_commit}",
                        "baseline_s": v["old"]} for kind, v in (("CPU", bcpu), ("wall", best))]},
