@@ -291,8 +291,11 @@ def main():
         {"benchmark": "measure-pass", "machine": cpu_tag(), "commit": commit,
          "shared_machine": True, "best_s": best, "cpu_s": cpu, "t_import_s": t_import,
          "rss": rss, "bytes": nbytes, "t_gen": t_gen,
-         "headline": {"what": "scalars pass vs FieldStore read", "nnft_s": sc,
-                      "baseline": "FieldStore.read_chunk of every chunk", "baseline_s": rd}},
+         "headlines": [
+             {"what": f"{what} ({a.samples} x {a.L}x{a.L}, {nbytes / 1e9:.2f} GB, wall)",
+              "nnft_s": t, "baseline": "FieldStore.read_chunk of every chunk", "baseline_s": rd}
+             for what, t in (("`nnft measure --what scalars` pass", sc),
+                             ("`nnft measure --what scalars,propagator` pass", sp))]},
         indent=1))
 
 
