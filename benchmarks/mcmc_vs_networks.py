@@ -7,7 +7,11 @@ sampler, (c) HMC (Omelyan, randomised trajectory length; tau_MD = 1 and tau_MD =
 sample (wall / N_eff, N_eff from the Gamma method on chi), time to a 1% relative error on chi
 and on E, the bias against the exact value in standard errors, and tau_int.
 Wall time counts generation and the per-sample measurement (M, M^2, phi^2, links), on one
-process with NumPy; MCMC wall time includes tuning and thermalisation.
+process with NumPy. Markov chains are charged their production only: tuning and thermalisation
+(warm-up) are reported separately (column "warm-up s"). Threads are matched on both sides:
+``--threads T`` (default 1) sets the BLAS / OpenMP threads before NumPy is imported and the
+network generator's worker threads (``generate(..., threads=T)``); the Markov chains run in one
+Python thread with the same BLAS threads.
 
 Part 2 (phi^4, d = 2): arXiv:1904.12072 parameters (convention A, m^2 = -4; L = 8, lambda = 6.008
 and L = 12, lambda = 5.276) and a weak coupling (convention C, m^2 = 0.5, g = 0.5): HMC against
@@ -16,24 +20,43 @@ with the Kish ESS. Quadratic observables are quoted in the convention of the tar
 
 Writes benchmarks/results/mcmc_vs_networks[_quick].{json,md,png} naming the machine.
 
-Usage: python benchmarks/mcmc_vs_networks.py [--quick] [--sizes 8 16 ...] [--out DIR]
+Usage: python benchmarks/mcmc_vs_networks.py [--quick] [--sizes 8 16 ...] [--threads 1]
+    [--out DIR]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
+import sys
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 
-from nnft.lattice import Lattice, sample_free_field
-from nnft.lattice.actions import Phi4Action
-from nnft.lattice.mcmc import HMC, run_chain
-from nnft.observables.gamma import chain_observables, gamma_error, primary_series
-from nnft.observables.reweighting import ReweightingWarning, base_mass, reweighted_observables
+def _threads_from_argv(argv) -> int:
+    """``--threads T`` read before NumPy is imported (BLAS reads its thread count once)."""
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if a.startswith("--threads="):
+            return int(a.split("=", 1)[1])
+    return 1
+
+
+THREADS = _threads_from_argv(sys.argv[1:])
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_v] = str(THREADS)
+
+import numpy as np  # noqa: E402
+
+import nnft.ensembles as _ensembles  # noqa: E402
+from nnft.lattice import Lattice, sample_free_field  # noqa: E402
+from nnft.lattice.actions import Phi4Action  # noqa: E402
+from nnft.lattice.mcmc import HMC, run_chain  # noqa: E402
+from nnft.observables.gamma import chain_observables, gamma_error, primary_series  # noqa: E402
+from nnft.observables.reweighting import ReweightingWarning, base_mass, reweighted_observables  # noqa: E402
 
 REL_ERR = 0.01  # target relative error for "time to error"
 
@@ -41,6 +64,18 @@ REL_ERR = 0.01  # target relative error for "time to error"
 # The free-field part lives in nnft.compare (also driven by `nnft run` configs with [mcmc]).
 from nnft.compare import machine, run_markov  # noqa: E402
 from nnft.compare import run_independent as _run_independent  # noqa: E402
+
+
+_generate = _ensembles.generate
+
+
+def _generate_matched(*args, **kwargs):
+    """``generate`` with the benchmark's thread count (nnft.compare looks it up at call time)."""
+    kwargs.setdefault("threads", THREADS)
+    return _generate(*args, **kwargs)
+
+
+_ensembles.generate = _generate_matched
 
 
 def _with_1pct(row):
@@ -116,7 +151,8 @@ def part2(quick, log):
         ds = chain_observables(np.concatenate(parts), n_replicas=16, volume=lat.volume,
                                include_primary=False)
         row = {"case": c["name"], "target": target.to_dict(), "hmc": {
-            "wall_s": wall, "acceptance": res.acceptance,
+            "wall_s": wall, "warmup_s": float(res.timings.get("warmup", float("nan"))),
+            "acceptance": res.acceptance,
             "obs": {o: {"value": float(ds.sel(observable=o).value),
                         "error": float(ds.sel(observable=o).error),
                         "tau_int": float(ds.sel(observable=o).tau_int)}
@@ -167,21 +203,43 @@ def part2(quick, log):
     return out
 
 
+def headlines(free_rows) -> list:
+    """Per L: wall seconds per independent sample (chi) of the cos-net at N = V against the best
+    HMC trajectory length (production only), for benchmarks/readme_table.py."""
+    out = []
+    for L in sorted({r["L"] for r in free_rows}):
+        net = [r for r in free_rows if r["L"] == L and r["method"] == "cos-net N=V"]
+        hmc = [r for r in free_rows if r["L"] == L and r["method"].startswith("HMC")
+               and r.get("tau_reliable", True)]
+        if net and hmc:
+            best = min(hmc, key=lambda r: r["time_per_indep_sample_s"])
+            out.append({"what": f"free field L={L}: s per independent sample (chi), cos-net N=V",
+                        "nnft_s": net[0]["time_per_indep_sample_s"],
+                        "baseline": f"field {best['method']} (production only)",
+                        "baseline_s": best["time_per_indep_sample_s"]})
+    return out
+
+
 # ------------------------------------------------------------------ outputs
 def markdown(res):
     m = res["machine"]
     lines = [f"# MCMC vs network ensembles ({'quick' if res['quick'] else 'full'} run)", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}, "
              f"NumPy {m['numpy']}, backend numpy (single process). Date: {res['date']}. "
-             f"Total wall time {res['total_wall_s']:.0f} s.", "",
+             f"Total wall time {res['total_wall_s']:.0f} s. Threads: "
+             f"{res.get('threads', 'not matched (before the threads option)')} on every method "
+             "(BLAS/OpenMP and the network generator). Markov chains: production only; "
+             "warm-up (tuning + thermalisation) in its own column. "
+             + ("The 2-core machine was shared with other jobs while this ran: wall times "
+                "carry that load." if res.get("shared_machine") else ""), "",
              "## Free field, d = 2, m_E L = 4", "",
              "Cost per independent sample = wall / N_eff(chi); time to 1% = wall x "
              "(error / (0.01 x exact))^2; z = (value - exact)/error (Gamma method). "
              "tau_int in samples (measurements); '?' = chain shorter than 50 tau_int, tau_int "
              "(and the error) likely underestimated.", "",
              "| L | method | us/sample | tau_int(chi) | tau_int(E) | us/indep. sample | "
-             "t(chi 1%) s | t(E 1%) s | z(chi) | z(E) | z(G0) | z(<abs M>) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "t(chi 1%) s | t(E 1%) s | z(chi) | z(E) | z(G0) | z(<abs M>) | warm-up s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["free"]:
         q = "" if r["tau_reliable"] else "?"
         lines.append(
@@ -189,7 +247,8 @@ def markdown(res):
             f"{r['chi']['tau_int']:.2f}{q} | {r['E']['tau_int']:.2f} | "
             f"{r['time_per_indep_sample_s'] * 1e6:.1f} | {r['chi']['time_to_1pct_s']:.3g} | "
             f"{r['E']['time_to_1pct_s']:.3g} | {r['chi']['z']:+.2f} | {r['E']['z']:+.2f} | "
-            f"{r['G0']['z']:+.2f} | {r['abs_M']['z']:+.2f} |")
+            f"{r['G0']['z']:+.2f} | {r['abs_M']['z']:+.2f} | "
+            f"{'-' if r.get('warmup_s') is None else format(r['warmup_s'], '.2f')} |")
     lines += ["", "## phi^4, d = 2: HMC vs reweighted free ensembles (Hartree base mass)", "",
               "Quadratic observables in the target's convention. ESS = Kish effective sample "
               "size of the reweighted ensemble; z = (reweighted - HMC)/combined error.", "",
@@ -241,6 +300,11 @@ def main(argv=None):
     ap.add_argument("--no-phi4", action="store_true", help="skip part 2")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--render", default=None, help="only re-render md/png from this JSON")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="BLAS/OpenMP and generator threads on every method (default 1)")
+    ap.add_argument("--shared", action="store_true",
+                    help="say in the result that the machine was shared with other jobs")
+    ap.add_argument("--stem", default=None, help="result file name (default mcmc_vs_networks)")
     args = ap.parse_args(argv)
     if args.render:
         res = json.loads(Path(args.render).read_text())
@@ -255,16 +319,19 @@ def main(argv=None):
     sizes = args.sizes or ([8, 16] if args.quick else [8, 16, 32, 64])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "mcmc_vs_networks" + ("_quick" if args.quick else "")
+    stem = args.stem or ("mcmc_vs_networks" + ("_quick" if args.quick else ""))
     log = lambda s: print(s, flush=True)  # noqa: E731
     t0 = time.perf_counter()
     res = {"machine": machine(), "quick": args.quick, "sizes": sizes,
-           "date": time.strftime("%Y-%m-%d %H:%M:%S"), "rel_err_target": REL_ERR}
+           "date": time.strftime("%Y-%m-%d %H:%M:%S"), "rel_err_target": REL_ERR,
+           "threads": THREADS, "shared_machine": args.shared,
+           "cost_charged": "production only (Markov-chain warm-up reported as warmup_s)"}
     log(f"machine: {res['machine']}")
     log("part 1: free field")
     res["free"] = part1(sizes, args.quick, log)
     res["phi4"] = [] if args.no_phi4 else (log("part 2: phi^4") or part2(args.quick, log))
     res["total_wall_s"] = time.perf_counter() - t0
+    res["headlines"] = headlines(res["free"])
     (out / f"{stem}.json").write_text(json.dumps(res, indent=1, default=float))
     (out / f"{stem}.md").write_text(markdown(res))
     plot(res, out / f"{stem}.png")

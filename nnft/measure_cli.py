@@ -193,6 +193,8 @@ def main(args) -> int:
             return 0
 
     accs = standard_accumulators(lat)
+    if not needs_fft:
+        accs.pop("fourier", None)  # --what scalars / correlators: no FFT of every sample
     points = None
     if "correlators" in what:
         points = _parse_points(args.points) if args.points else _default_points(lat)

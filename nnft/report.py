@@ -36,10 +36,47 @@ def _table(header, rows):
 
 
 def _savefig(fig, path: Path):
-    """Save a figure under a temporary name, then rename it (a kill never leaves half a PNG)."""
+    """Lay out ``fig`` (tight) and save it under a temporary name, then rename it (a kill
+    never leaves half a PNG).
+
+    Tick labels of log / symlog axes are set to plain text first (``0.01``, ``10``): the
+    default ``$10^{-2}$`` labels go through matplotlib's mathtext parser, which cost more than
+    the rest of the report."""
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLog(LogFormatter):  # the default's choice of ticks, labels like 0.01, 10, 1e-05
+        def _num_to_string(self, x, vmin, vmax):
+            return f"{x:g}"
+
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() in ("log", "symlog"):
+                if type(axis.get_major_formatter()).__name__.startswith("LogFormatter"):
+                    axis.set_major_formatter(PlainLog())
+                if type(axis.get_minor_formatter()).__name__.startswith("LogFormatter"):
+                    axis.set_minor_formatter(PlainLog(labelOnlyBase=False))
+    fig.tight_layout()  # after the labels are plain text
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
     os.replace(tmp, path)
+
+
+def _errorbar(ax, x, y, err, *, fmt="o", ms=2.5, color=None, capsize=1.5, elinewidth=1.0,
+              label=None):
+    """``ax.errorbar`` drawn as three Line2D (markers, bars joined by NaN breaks, caps as
+    markers): the same picture, but one path per kind instead of one path per bar, which
+    matters on log axes with thousands of points."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    err = np.broadcast_to(np.asarray(err, float), y.shape)
+    (pts,) = ax.plot(x, y, fmt, ms=ms, color=color, label=label)
+    c = pts.get_color()
+    nan = np.full_like(x, np.nan)
+    ax.plot(np.stack([x, x, nan], 1).ravel(), np.stack([y - err, y + err, nan], 1).ravel(),
+            "-", lw=elinewidth, color=c)
+    if capsize:
+        ax.plot(np.concatenate([x, x]), np.concatenate([y - err, y + err]), "_", ls="none",
+                ms=2 * capsize, mew=elinewidth, color=c)
+    return pts
 
 
 def _separations(ens, pairs) -> np.ndarray:
@@ -94,8 +131,7 @@ def _plots(results, out: Path) -> dict:
                 if d is None:
                     continue
                 x = np.asarray(d["phat2"], float)
-                ax.errorbar(x, d["value"], d["error"], fmt="o", ms=2.5, color=c, elinewidth=1,
-                            capsize=1.5, label=f"N = {w}")
+                _errorbar(ax, x, d["value"], d["error"], ms=2.5, color=c, label=f"N = {w}")
             d = next(tp["data_momentum"] for _, tp in props if "data_momentum" in tp)
             order = np.argsort(np.asarray(d["phat2"], float))
             ax.plot(np.asarray(d["phat2"], float)[order], np.asarray(d["expected"])[order], "k-",
@@ -105,8 +141,7 @@ def _plots(results, out: Path) -> dict:
             ax.set_xlabel("lattice momentum squared phat^2 (lattice units, a = 1)")
             ax.set_ylabel("G(p) (lattice units)")
             ax.set_title(f"{name}: propagator on independent modes")
-            ax.legend(fontsize=7, ncol=2)
-            fig.tight_layout()
+            ax.legend(fontsize=7, ncol=2, loc="upper right")  # "best" searches every point
             p = out / "plots" / f"{name}-propagator.png"
             _savefig(fig, p)
             plt.close(fig)
@@ -119,8 +154,7 @@ def _plots(results, out: Path) -> dict:
                 if d is None:
                     continue
                 r = _separations(ens, d["pairs"]) * (1 + 0.01 * (i - len(widths) / 2))
-                ax.errorbar(r, d["measured"], d["error"], fmt="o", ms=2.5, color=c,
-                            elinewidth=1, capsize=1.5, label=f"N = {w}")
+                _errorbar(ax, r, d["measured"], d["error"], ms=2.5, color=c, label=f"N = {w}")
             d = next(tp["data"] for _, tp in props if "data" in tp)
             r = _separations(ens, d["pairs"])
             order = np.argsort(r)
@@ -129,8 +163,7 @@ def _plots(results, out: Path) -> dict:
             ax.set_xlabel("separation |x - y| (input units)")
             ax.set_ylabel("G2(x, y)")
             ax.set_title(f"{name}: two-point function")
-            ax.legend(fontsize=7, ncol=2)
-            fig.tight_layout()
+            ax.legend(fontsize=7, ncol=2, loc="upper right")
             p = out / "plots" / f"{name}-propagator.png"
             _savefig(fig, p)
             plt.close(fig)
@@ -158,7 +191,6 @@ def _plots(results, out: Path) -> dict:
             ax.set_ylabel(f"{key} (dimensionless)")
             ax.set_title(f"{name}: {key} against N")
             ax.legend(fontsize=8)
-            fig.tight_layout()
             p = out / "plots" / f"{name}-{key}.png"
             _savefig(fig, p)
             plt.close(fig)
@@ -176,8 +208,7 @@ def _plots(results, out: Path) -> dict:
             for i, ((w, cl), c) in enumerate(zip(cls, colors)):
                 d = cl["data"]
                 R = np.asarray(d["R"], float) + 0.06 * (i - len(cls) / 2)
-                ax.errorbar(R, d["value"], d["error"], fmt="o", ms=3, color=c, capsize=1.5,
-                            label=f"N = {w}")
+                _errorbar(ax, R, d["value"], d["error"], ms=3, color=c, label=f"N = {w}")
                 if "expected" in d:
                     ax.plot(d["R"], d["expected"], "-", lw=1, color=c)
             ax.axhline(0, color="k", lw=0.5)
@@ -185,7 +216,6 @@ def _plots(results, out: Path) -> dict:
             ax.set_ylabel("connected 4-point function")
             ax.set_title(f"{name}: cluster decomposition (lines: cos-net formula)")
             ax.legend(fontsize=7, ncol=2)
-            fig.tight_layout()
             p = out / "plots" / f"{name}-cluster.png"
             _savefig(fig, p)
             plt.close(fig)

@@ -583,6 +583,18 @@ class FourierTwoPoint(Accumulator):
                 import scipy.fft  # noqa: PLC0415
 
                 F = scipy.fft.rfftn(d, axes=axes, workers=-1)
+                if F.dtype == np.complex128 and F.flags.c_contiguous:
+                    # sum over samples of |F|^2 straight from the (re, im) pairs: no block-sized
+                    # temporaries; M from the p = 0 mode (sum_x d = F(0)); equal to the lines
+                    # below to float64 rounding
+                    Fv = F.view(np.float64)
+                    sq = (np.einsum("i...,i...->...", Fv, Fv) if wb is None else
+                          np.einsum("i,i...,i...->...", np.asarray(wb, np.float64), Fv, Fv))
+                    t1 = (sq[..., 0::2] + sq[..., 1::2]) / V
+                    t2 = _wsum(wb, F[(Ellipsis,) + (0,) * self.ndim].real / V, xp)
+                    pk = t1 if pk is None else pk + t1
+                    msum = t2 if msum is None else msum + t2
+                    continue
             else:
                 F = xp.fft.rfftn(d, axes=axes)
             P = F.real ** 2
@@ -1121,6 +1133,23 @@ class SampleFunction(Accumulator):
         return out
 
 
+# Sub-block of ScalarObservables: its few passes (M, phi^2, links along each axis) stay in
+# cache, while the per-call overhead stays small (measured in the whole pass on a 2-core EPYC:
+# 1-4 MiB cost 10-25% less CPU than 512 KiB).
+_SCALAR_BLOCK_BYTES = 2 * 2 ** 20
+
+
+def _row_dot(a, b, xp, out=None):
+    """``(a * b).sum(axis=1)`` of two 2-D arrays without the product temporary."""
+    if xp is np and a.dtype.kind == "f" and hasattr(np, "vecdot"):
+        return np.vecdot(a, b, axis=1, out=out)
+    r = xp.einsum("ij,ij->i", a, b)
+    if out is None:
+        return r
+    out[...] = r
+    return out
+
+
 def _periodic_link_product(phi, ax, xp):
     """``phi * roll(phi, -1, axis=ax)`` element for element, by slicing (no rolled copy)."""
     L = phi.shape[ax]
@@ -1174,6 +1203,59 @@ class ScalarObservables(SampleFunction):
         return ("abs_M", "M2", "M4", "phi2", "e")
 
     def _compute(self, phi, xp):
+        # Per-sample row dot products on reshaped views: no temporaries the size of the block,
+        # one pass over the (cache-sized) block per quantity, few array calls per sub-block.
+        # Equal to _compute_reference up to the order of the float additions.
+        n = phi.shape[0]
+        d = self.ndim
+        lat = phi.shape[phi.ndim - d:]
+        V = math.prod(lat)
+        ncomp = math.prod(phi.shape[1:phi.ndim - d])
+        phi = xp.ascontiguousarray(phi)
+        q = xp.empty((n, 5 + ncomp), dtype=phi.dtype)
+        M = q[:, 5:]
+        xp.matmul(phi.reshape(n, ncomp, V), xp.full(V, 1.0 / V, dtype=phi.dtype), out=M)
+        M2 = q[:, 1]
+        _row_dot(M, M, xp, out=M2)
+        xp.sqrt(M2, out=q[:, 0])
+        xp.multiply(M2, M2, out=q[:, 2])
+        flat = phi.reshape(n, ncomp * V)
+        xp.multiply(_row_dot(flat, flat, xp), 1.0 / V, out=q[:, 3])
+        e = 0.0
+        for mu in range(d):
+            L = lat[mu]
+            B = math.prod(lat[mu + 1:])  # flat stride of one step along axis mu
+            if B == 1 and L >= 2:
+                # last axis: one dot of the sample with itself shifted by one entry, then
+                # the pairs that straddle two rows (x_{r, L-1} x_{r+1, 0}) swapped for the
+                # periodic ones (x_{r, L-1} x_{r, 0}) or dropped (open): short rows of L
+                # entries would cost a call overhead each
+                Y = phi.reshape(n, -1, L)
+                first = Y[:, :, 0]
+                fix = -first[:, 1:] if not self.periodic[mu] else first[:, :-1] - first[:, 1:]
+                links = _row_dot(flat[:, :-1], flat[:, 1:], xp) + \
+                    _row_dot(Y[:, :-1, L - 1], fix, xp)
+                if self.periodic[mu]:
+                    links += Y[:, -1, L - 1] * first[:, -1]
+                e = e + links / ((V if self.periodic[mu] else V * (L - 1) / L) * d)
+                continue
+            Y = phi.reshape(-1, L * B)  # rows: (sample, component, axes before mu)
+            links = _row_dot(Y[:, :(L - 1) * B], Y[:, B:], xp)
+            if self.periodic[mu]:
+                links += _row_dot(Y[:, (L - 1) * B:], Y[:, :B], xp)
+                norm = V
+            elif L >= 2:
+                norm = V * (L - 1) / L
+            else:
+                continue
+            if links.shape[0] != n:
+                links = links.reshape(n, -1).sum(axis=1)
+            e = e + links / (norm * d)
+        q[:, 4] = e
+        return q
+
+    def _compute_reference(self, phi, xp):
+        """Plain-NumPy reference of :meth:`_compute` (kept for tests)."""
         n = phi.shape[0]
         lat_axes = tuple(range(phi.ndim - self.ndim, phi.ndim))
         M = phi.mean(axis=lat_axes).reshape(n, -1)
@@ -1198,7 +1280,7 @@ class ScalarObservables(SampleFunction):
     def _values(self, phi, xp):
         n = phi.shape[0]
         per = max(1, int(np.prod(phi.shape[1:])) * phi.itemsize)
-        step = n if xp is not np else max(1, _FFT_BLOCK_BYTES // per)
+        step = n if xp is not np else max(1, _SCALAR_BLOCK_BYTES // per)
         if step >= n:
             q = self._compute(phi, xp).astype(xp.float64)
         else:  # cache-sized sub-blocks; per-sample values are the same bit for bit
