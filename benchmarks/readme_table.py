@@ -12,7 +12,12 @@ is faster), file. A result contributes rows when it states a side-by-side compar
 Results without a measured baseline (GPU ceilings, calibration, the exact theory whose Monte
 Carlo times are extrapolated) are left out of the table.
 
-    python benchmarks/readme_table.py [--results DIR]
+    python benchmarks/readme_table.py [--results DIR]          # print the table
+    python benchmarks/readme_table.py --write README.md         # replace it in the README
+
+``--write`` replaces the text between the lines ``<!-- benchmark-table:begin -->`` and
+``<!-- benchmark-table:end -->`` of the file (written to a temporary name and renamed); a test
+checks that the README's table is the one this script prints.
 """
 from __future__ import annotations
 
@@ -57,10 +62,19 @@ def _generation(d, bench, machine, file):
             rows.append(_row(bench, machine, f"{r['arch']} N={r['width']}, {r['points']} points, "
                              "s per network, 1 thread", 1 / nps["nnft_1_thread"],
                              "papers' loop", 1 / nps["papers_loop"], file))
+        if nps.get("fast_1_thread") and nps.get("nnft_1_thread"):
+            rows.append(_row(bench, machine, f"{r['arch']} N={r['width']}, {r['points']} points, "
+                             "s per network, 1 thread, generator = \"fast\"",
+                             1 / nps["fast_1_thread"], "generator = \"reference\" (default)",
+                             1 / nps["nnft_1_thread"], file))
     for r in d.get("spectral_vs_exact", []):
         rows.append(_row(bench, machine, f"cos-net L={r['L']}, s per configuration",
                          r["spectral_ms_per_config"] / 1e3, "exact Fourier sampler",
                          r["exact_sampler_ms_per_config"] / 1e3, file))
+        if r.get("fast_spectral_ms_per_config"):
+            rows.append(_row(bench, machine, f"cos-net L={r['L']}, s per configuration, "
+                             "generator = \"fast\"", r["fast_spectral_ms_per_config"] / 1e3,
+                             "exact Fourier sampler", r["exact_sampler_ms_per_config"] / 1e3, file))
     return rows
 
 
@@ -151,13 +165,43 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+BEGIN, END = "<!-- benchmark-table:begin -->", "<!-- benchmark-table:end -->"
+PREAMBLE = ("ratio = baseline time / nnft time (above 1: nnft faster); times as measured, "
+            "side by side on the machine named.\n")
+
+
+def table_text(results: Path = RESULTS) -> str:
+    """The preamble and the markdown table, as printed."""
+    return PREAMBLE + "\n" + markdown(table_rows(Path(results)))
+
+
+def replace_block(text: str, table: str) -> str:
+    """``text`` with the lines between the BEGIN and END markers replaced by ``table``."""
+    i, j = text.find(BEGIN), text.find(END)
+    if i < 0 or j < i:
+        raise SystemExit(f"readme_table: markers {BEGIN} ... {END} not found (in that order)")
+    return text[:i + len(BEGIN)] + "\n" + table + text[j:]
+
+
 def main(argv=None):
+    import os
+    import tempfile
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", default=str(RESULTS), help="folder of the result files")
+    ap.add_argument("--write", default=None, help="a markdown file whose marked block to replace")
     a = ap.parse_args(argv)
-    print("ratio = baseline time / nnft time (above 1: nnft faster); times as measured, "
-          "side by side on the machine named.\n")
-    print(markdown(table_rows(Path(a.results))), end="")
+    table = table_text(Path(a.results))
+    if a.write is None:
+        print(table, end="")
+        return
+    path = Path(a.write)
+    new = replace_block(path.read_text(), table)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(new)
+    os.replace(tmp, path)
+    print(f"readme_table: table written into {path}")
 
 
 if __name__ == "__main__":

@@ -57,3 +57,22 @@ def test_default_run_markdown_is_read(tmp_path):
     got = {r["benchmark"]: (r["nnft_s"], r["baseline_s"], r["baseline"]) for r in rows}
     assert got == {"default-run: default nnft run (CPU)": (25.0, 60.0, "nnft git 5b3ef5e"),
                    "default-run: default nnft run (wall)": (30.0, 90.0, "nnft git 5b3ef5e")}
+
+
+def test_readme_table_is_the_generated_one():
+    """README.md's benchmark table is exactly what the script prints from benchmarks/results
+    (regenerate with `python benchmarks/readme_table.py --write README.md`)."""
+    mod = _module()
+    text = (ROOT / "README.md").read_text()
+    assert mod.BEGIN in text and mod.END in text
+    assert mod.replace_block(text, mod.table_text()) == text
+
+
+def test_replace_block_needs_the_markers():
+    import pytest
+
+    mod = _module()
+    assert mod.replace_block(f"a\n{mod.BEGIN}\nold\n{mod.END}\nb", "T\n") == \
+        f"a\n{mod.BEGIN}\nT\n{mod.END}\nb"
+    with pytest.raises(SystemExit):
+        mod.replace_block("no markers", "T\n")
