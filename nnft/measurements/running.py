@@ -10,6 +10,7 @@ import numpy as np
 
 from ..lattice import UserError
 from .base import Measurement, Option, register
+from .eft import _heavy_tails
 
 _CHECK = "running vs integrated beta function"
 
@@ -76,7 +77,7 @@ def running(ctx) -> dict:
                                 n_nodes=nodes, alpha=float(ctx.opt("alpha", 0.01)), **kw)
     except ValueError as e:
         raise UserError(f"running: {e}") from None
-    heavy = _heavy_tails(ctx.store, [t4] + ([kw["tuples6"]] if with_kappa else []))
+    heavy = any(_heavy_tails(ctx.store, [t4] + ([kw["tuples6"]] if with_kappa else [])))
     verdict = "inconclusive" if heavy else ds.attrs["verdict"]
     cut = np.asarray(ds["cutoff"], float)
     names = ["lam"] + (["kappa"] if with_kappa else [])
@@ -130,28 +131,6 @@ def running(ctx) -> dict:
                        out[f"{n}_beta_error"]} for n in names}
     out["dataset"] = ds
     return out
-
-
-def _heavy_tails(store, tuple_sets):
-    """True when the per-sample products at any tuple set are heavy-tailed
-    (:func:`nnft.observables.heavy_tail_check`): jackknife errors not trusted."""
-    import warnings
-
-    from ..observables import heavy_tail_check, tail_sample
-
-    tails = [tail_sample(t) for t in tuple_sets]
-    if hasattr(store, "iter_chunks"):
-        chunks = (phi for _, phi, _ in store.iter_chunks())
-    else:
-        arr = np.asarray(store)
-        chunks = (arr[i:i + 100_000] for i in range(0, arr.shape[0], 100_000))
-    for phi in chunks:
-        phi = np.asarray(phi, dtype=float).reshape(phi.shape[0], -1)
-        for t in tails:
-            t.update(phi)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return any(bool(heavy_tail_check(t, warn=False).attrs["heavy_tail"]) for t in tails)
 
 
 register(Measurement(
