@@ -93,6 +93,10 @@ def test_extrapolation_agrees_with_field_hmc(weak_run):
     for r in rows[:4]:
         assert 0.6 < r["acceptance"] < 1 and abs(r["exp_mdH"] - 1) < 0.2
     assert res["points"][0]["verdicts"] == {o: "consistent" for o in OBS}
+    # the 1/N + 1/N^2 form beside the 1/N one (four widths leave it a degree of freedom)
+    for o in OBS:
+        assert ext[f"{o}_other_order"] == 2 and ext[f"{o}_other_error"] > ext[f"{o}_error"]
+        assert abs(ext[f"{o}_other_z_vs_hmc"]) < 5, (o, ext)
     assert "width-N" in res["points"][0]["sampled_theory"]
     assert "g=1 (C)" in res["points"][0]["limit"]
     assert Path(res["plot"]).stat().st_size > 0 and not list((out / "plots").glob(".*tmp"))
@@ -112,6 +116,9 @@ def test_wrong_coupling_reference_is_rejected(weak_run):
     cmp_ = compare_to_reference(ext, wrong, OBS)
     for o in OBS:
         assert cmp_[o]["verdict"] == "inconsistent" and abs(cmp_[o]["z"]) > 5, (o, cmp_)
+        z_other = (ext[f"{o}_other_value"] - wrong[o]) / (
+            ext[f"{o}_other_error"] ** 2 + wrong[f"{o}_error"] ** 2) ** 0.5
+        assert abs(z_other) > 5, (o, z_other)
     # a rejected 1/N fit makes the comparison inconclusive, whatever z says
     bad_fit = {**ext, "chi_fit_verdict": "inconsistent"}
     assert compare_to_reference(bad_fit, wrong, ["chi"])["chi"]["verdict"] == "inconclusive"
