@@ -662,7 +662,6 @@ class FourierTwoPoint(Accumulator):
         if use_buf:
             # buffers reused by every sub-block of the pass (see _rfftn_into, _scratch)
             m = min(step, n)
-            dbuf = _scratch("fft_d", (m,) + phi.shape[1:])
             fbuf = _scratch("fft_f", (m,) + phi.shape[1:-1] + (phi.shape[-1] // 2 + 1,),
                             np.complex128)
             if share is not None:
@@ -670,9 +669,12 @@ class FourierTwoPoint(Accumulator):
         for s0 in range(0, n, step):
             wb = None if w is None else w[s0:s0 + step]
             if use_buf:
+                # the transform of phi - a is that of phi with a V taken off the p = 0 mode:
+                # one pass over the block less (rounding of the p != 0 modes grows like
+                # |a| / spread, measured 5e-14 relative at a mean 1000 times the spread)
                 nb = min(step, n - s0)
-                d = np.subtract(phi[s0:s0 + nb], a, out=dbuf[:nb])
-                F = _rfftn_into(d, axes, fbuf[:nb])
+                F = _rfftn_into(phi[s0:s0 + nb], axes, fbuf[:nb])
+                F[(Ellipsis,) + (0,) * self.ndim] -= self.shift * V
             else:
                 d = phi[s0:s0 + step] - a
                 F = _rfftn_into(d, axes, None) if xp is np else xp.fft.rfftn(d, axes=axes)
