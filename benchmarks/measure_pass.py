@@ -7,7 +7,9 @@ field data), each of these reads every complete chunk:
 - ``read``: ``FieldStore.read_chunk`` of every chunk into NumPy (checksum + decode);
 - ``scalars pass``: the measuring pass of ``nnft measure --what scalars`` alone (in process:
   ``measure(store, accumulators)`` with the accumulators the command builds);
-- ``scalars+propagator pass``: the same for ``--what scalars,propagator``;
+- ``scalars+propagator pass``: the same for ``--what scalars,propagator`` (the scalars take
+  their per-sample values from the propagator's FFT), and beside it the same pass with the
+  scalars computed on their own (``standard_accumulators(..., shared=False)``);
 - ``nnft measure --what scalars`` / ``scalars,propagator``: the whole command in a subprocess
   (start-up, imports, the pass, estimates, writing the output Dataset);
 - ``shared pass``: the one shared pass of the default ``nnft run`` measurements (propagator,
@@ -95,24 +97,23 @@ def shared_pass(path: Path):
     return registry.finalize_shared(plans, meas)
 
 
-def cli_accumulators(path: Path, what: str) -> dict:
-    """The accumulators ``nnft measure --what WHAT`` fills (as nnft/measure_cli.py builds them)."""
+def cli_accumulators(path: Path, what: str, shared: bool = True) -> dict:
+    """The accumulators ``nnft measure --what WHAT`` fills (as nnft/measure_cli.py builds them);
+    ``shared=False``: the scalars computed on their own beside the FFT (the former pass)."""
     from nnft.lattice import FieldStore
     from nnft.observables.propagator import standard_accumulators
 
     lat = FieldStore.open(path).lattice
-    accs = standard_accumulators(lat)
-    if not {"propagator", "two_point", "effective_mass", "xi"} & set(what.split(",")):
-        accs.pop("fourier", None)
-    return accs
+    fft = bool({"propagator", "two_point", "effective_mass", "xi"} & set(what.split(",")))
+    return standard_accumulators(lat, fourier=fft, shared=shared)
 
 
-def cli_pass(path: Path, what: str):
+def cli_pass(path: Path, what: str, shared: bool = True):
     """The measuring pass of ``nnft measure --what WHAT`` alone, in this process."""
     from nnft.lattice import FieldStore
     from nnft.observables import measure
 
-    return measure(FieldStore.open(path), cli_accumulators(path, what), blocks=20)
+    return measure(FieldStore.open(path), cli_accumulators(path, what, shared), blocks=20)
 
 
 def cli_measure(path: Path, what: str, out: Path):
@@ -202,6 +203,8 @@ def main():
             "scalars pass (`nnft measure --what scalars` without start-up/output)":
                 lambda: cli_pass(store.path, "scalars"),
             "scalars+propagator pass": lambda: cli_pass(store.path, "scalars,propagator"),
+            "scalars+propagator pass, scalars not from the FFT (shared=False)":
+                lambda: cli_pass(store.path, "scalars,propagator", shared=False),
             "`nnft measure --what scalars` (whole command)": lambda: cli_measure(
                 store.path, "scalars", tmp / "m1.zarr"),
             "`nnft measure --what scalars,propagator` (whole command)": lambda: cli_measure(

@@ -192,9 +192,9 @@ def main(args) -> int:
         if not what:
             return 0
 
-    accs = standard_accumulators(lat)
-    if not needs_fft:
-        accs.pop("fourier", None)  # --what scalars / correlators: no FFT of every sample
+    # --what scalars / correlators: no FFT of every sample; with the FFT, the scalars take
+    # their per-sample values from it (one FFT and a small matrix product per sample)
+    accs = standard_accumulators(lat, fourier=bool(needs_fft))
     points = None
     if "correlators" in what:
         points = _parse_points(args.points) if args.points else _default_points(lat)

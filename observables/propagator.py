@@ -21,7 +21,7 @@ import math
 import numpy as np
 import xarray as xr
 
-from .accumulators import FourierTwoPoint, ScalarObservables, TwoPointMatrix
+from .accumulators import FourierTwoPoint, ScalarObservables, TwoPointMatrix, share_spectrum
 from .measure import Measurement, measure
 
 __all__ = ["two_point", "momentum_propagator", "two_point_matrix", "propagator_check",
@@ -41,13 +41,29 @@ def _require_periodic(lat, what):
         raise ValueError(f"{what} needs a periodic Lattice, got {lat!r}")
 
 
-def standard_accumulators(lattice) -> dict:
-    """The accumulators the propagator tools look for: ``fourier`` and ``scalars``."""
+def standard_accumulators(lattice, *, fourier: bool = True, shared: bool = True) -> dict:
+    """The accumulators the propagator tools look for: ``fourier`` and ``scalars``.
+
+    Parameters
+    ----------
+    lattice : Lattice
+        The geometry; ``fourier`` (FourierTwoPoint) is only built on a periodic lattice.
+    fourier : bool
+        Build the FFT accumulator (False: the scalars alone, no FFT of every sample).
+    shared : bool
+        When both are built, link them with :func:`~.accumulators.share_spectrum` (``fourier``
+        first in the dict): the scalars' per-sample values come from the FFT that ``fourier``
+        does anyway, equal to their own computation to float64 rounding. False: two separate
+        computations (the reference).
+    """
     per = getattr(lattice, "boundary", "open") == "periodic"
-    out = {"scalars": ScalarObservables(len(lattice.shape), periodic=per)}
-    if per and getattr(lattice, "kind", "lattice") == "lattice":
-        out["fourier"] = FourierTwoPoint(len(lattice.shape))
-    return out
+    scalars = ScalarObservables(len(lattice.shape), periodic=per)
+    if fourier and per and getattr(lattice, "kind", "lattice") == "lattice":
+        ft = FourierTwoPoint(len(lattice.shape))
+        if shared:
+            share_spectrum(ft, scalars)
+        return {"fourier": ft, "scalars": scalars}
+    return {"scalars": scalars}
 
 
 def _measurement(source, cls, *, blocks, executor, measure_kw, what):
