@@ -159,4 +159,19 @@ def test_fft_into_buffer_equals_scipy():
     out = np.empty((64, 3, 10, 4), np.complex128)
     got = A._rfftn_into(d, (2, 3), out)
     np.testing.assert_array_equal(got, scipy.fft.rfftn(d, axes=(2, 3)))
-    assert np.shares_memory(got, out)  # the buffer was used (SciPy's FFT takes out=)
+    # the buffer was used where SciPy's (private) FFT entry point takes out=; on a SciPy
+    # without it the function falls back to a new array, with the same values
+    if A._R2C:
+        assert np.shares_memory(got, out)
+    else:
+        assert not np.shares_memory(got, out)
+
+
+def test_fft_fallback_without_the_private_entry_point(monkeypatch):
+    """Companion: with SciPy's private r2c unavailable the values are still rfftn's."""
+    monkeypatch.setattr(A, "_R2C", False)
+    d = np.random.default_rng(19).standard_normal((8, 6, 4))
+    out = np.empty((8, 6, 3), np.complex128)
+    got = A._rfftn_into(d, (1, 2), out)
+    np.testing.assert_array_equal(got, scipy.fft.rfftn(d, axes=(1, 2)))
+    assert not np.shares_memory(got, out)
